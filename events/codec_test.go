@@ -1,0 +1,224 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/oklog/ulid/v2"
+)
+
+func testSource() Source {
+	var n uint64
+	return Source{
+		Cluster: "prod",
+		Actor:   "cli:alice",
+		NewID: func() ulid.ULID {
+			n++
+			var id ulid.ULID
+			_ = id.SetTime(1700000000000)
+			id[15] = byte(n)
+			return id
+		},
+		Now: func() time.Time { return time.Date(2026, 11, 29, 10, 0, 0, 123456789, time.UTC) },
+	}
+}
+
+func samplePayloads() []Payload {
+	return []Payload{
+		WorkerRegistered{Hostname: "web1", Role: "webserver", Labels: map[string]string{"tier": "web"},
+			Version: "1.0.0", Tasks: []string{"command"}, PID: 42, HeartbeatMS: 2000},
+		WorkerHeartbeat{Hostname: "web1", Seq: 7, Running: 2, HeartbeatMS: 2000, Draining: true},
+		WorkerLeft{Hostname: "web1", Reason: "SIGTERM"},
+		TaskSubmitted{TaskID: "01J", JobID: "01K", Task: "command", Argv: []string{"uname", "-a"},
+			Params: map[string]any{"package": "nginx; rm -rf /"}, Route: RouteQueue, Target: "webserver", TimeoutMS: 5000},
+		TaskStarted{TaskID: "01J", Attempt: 2, Worker: "web2"},
+		TaskLog{TaskID: "01J", Attempt: 2, Stream: "stderr", Seq: 3, Data: "line\n\x00bin\u00e4ry", Truncated: true},
+		TaskFinished{TaskID: "01J", Attempt: 2, Worker: "web2", Outcome: Failed, ExitCode: 127,
+			Error: "exec: \"nope\": executable file not found in $PATH", DurationMS: 12, Stale: true},
+	}
+}
+
+// toValues mimics what go-redis returns for an entry: a map of strings.
+func toValues(t *testing.T, fields []any) map[string]any {
+	t.Helper()
+	if len(fields)%2 != 0 {
+		t.Fatalf("odd number of fields: %d", len(fields))
+	}
+	m := make(map[string]any, len(fields)/2)
+	for i := 0; i < len(fields); i += 2 {
+		m[fields[i].(string)] = fmt.Sprint(fields[i+1])
+	}
+	return m
+}
+
+func TestRoundTrip(t *testing.T) {
+	src := testSource()
+	for _, p := range samplePayloads() {
+		t.Run(p.EventType(), func(t *testing.T) {
+			in := src.New(p, WithCorrelation("01J"), WithCausation("01H"))
+			fields, err := Encode(in)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			out, err := Decode(toValues(t, fields))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if diff := cmp.Diff(in, out); diff != "" {
+				t.Errorf("Decode(Encode(e)) mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEveryTypeHasSample(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range samplePayloads() {
+		seen[p.EventType()] = true
+	}
+	for _, typ := range Types() {
+		if !seen[typ] {
+			t.Errorf("type %s has no round-trip sample", typ)
+		}
+	}
+}
+
+func TestEncodeRefusesInvalid(t *testing.T) {
+	src := testSource()
+	tests := []struct {
+		name string
+		p    Payload
+		want string
+	}{
+		{"missing hostname", WorkerHeartbeat{HeartbeatMS: 1}, "hostname is required"},
+		{"bad outcome", TaskFinished{TaskID: "x", Attempt: 1, Worker: "w", Outcome: "great"}, `outcome "great"`},
+		{"zero attempt", TaskStarted{TaskID: "x", Worker: "w"}, "attempt must be > 0"},
+		{"bad route", TaskSubmitted{TaskID: "x", Task: "t", Route: "bus", Target: "w"}, `route "bus"`},
+		{"invalid utf-8", TaskLog{TaskID: "x", Attempt: 1, Stream: "stdout", Data: "\xff"}, "not valid UTF-8"},
+		{"too large", TaskLog{TaskID: "x", Attempt: 1, Stream: "stdout", Data: strings.Repeat("a", MaxPayloadBytes)}, "payload too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Encode(src.New(tt.p))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Encode(%v) error = %v, want containing %q", tt.p, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good, err := Encode(testSource().New(TaskStarted{TaskID: "t1", Attempt: 1, Worker: "w"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(k string, v any) map[string]any {
+		m := toValues(t, good)
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name   string
+		values map[string]any
+		kind   error
+		field  string
+		want   string
+	}{
+		{"empty", map[string]any{}, ErrMalformed, "id", "missing"},
+		{"bad id", with("id", "not-a-ulid"), ErrMalformed, "id", "not a ULID"},
+		{"non-string field", with("cluster", 12), ErrMalformed, "cluster", "type int"},
+		{"missing type", with("type", nil), ErrMalformed, "type", "missing"},
+		{"unversioned type", with("type", "task.started"), ErrMalformed, "type", "not a versioned type"},
+		{"unknown version", with("type", "task.started.v9"), ErrUnsupportedVersion, "type", "knows v1"},
+		{"unknown type", with("type", "gizmo.exploded.v1"), ErrUnknownType, "type", "gizmo.exploded.v1"},
+		{"bad time", with("time", "yesterday"), ErrMalformed, "time", "RFC 3339"},
+		{"missing cluster", with("cluster", nil), ErrMalformed, "cluster", "missing"},
+		{"missing data", with("data", nil), ErrMalformed, "data", "missing"},
+		{"bad json", with("data", "{"), ErrMalformed, "data", "invalid JSON"},
+		{"trailing json", with("data", `{"task_id":"t","attempt":1,"worker":"w"} {}`), ErrMalformed, "data", "trailing"},
+		{"wrong json type", with("data", `{"task_id":1}`), ErrMalformed, "data", "invalid JSON"},
+		{"fails validation", with("data", `{"task_id":"t","attempt":0,"worker":"w"}`), ErrMalformed, "data", "attempt must be > 0"},
+		{"too large", with("data", strings.Repeat(" ", MaxPayloadBytes+1)), ErrTooLarge, "data", "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(tt.values)
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("Decode error = %v (%T), want *DecodeError", err, err)
+			}
+			if !errors.Is(err, tt.kind) {
+				t.Errorf("Decode error kind = %v, want %v", de.Kind, tt.kind)
+			}
+			if de.Field != tt.field {
+				t.Errorf("Decode error field = %q, want %q", de.Field, tt.field)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Decode error = %q, want containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPayloadJSONIsStable(t *testing.T) {
+	// The JSON field names are part of the stored format: renaming one breaks
+	// every stream written before. This pins them.
+	b, err := json.Marshal(TaskFinished{TaskID: "t", Attempt: 1, Worker: "w", Outcome: Succeeded, DurationMS: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"task_id":"t","attempt":1,"worker":"w","outcome":"succeeded","exit_code":0,"duration_ms":5}`
+	if string(b) != want {
+		t.Errorf("json = %s, want %s", b, want)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, p := range samplePayloads() {
+		fields, err := Encode(testSource().New(p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		v := map[string]string{}
+		for i := 0; i < len(fields); i += 2 {
+			v[fields[i].(string)] = fmt.Sprint(fields[i+1])
+		}
+		f.Add(v["id"], v["type"], v["time"], v["cluster"], v["data"])
+	}
+	f.Fuzz(func(t *testing.T, id, typ, tm, cluster, data string) {
+		values := map[string]any{"id": id, "type": typ, "time": tm, "cluster": cluster, "data": data}
+		e, err := Decode(values)
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("Decode error %v is not a *DecodeError", err)
+			}
+			return
+		}
+		// Whatever decodes must encode again and decode to the same envelope.
+		fields, err := Encode(e)
+		if err != nil {
+			t.Fatalf("Encode after successful Decode: %v", err)
+		}
+		m := map[string]any{}
+		for i := 0; i < len(fields); i += 2 {
+			m[fields[i].(string)] = fields[i+1]
+		}
+		again, err := Decode(m)
+		if err != nil {
+			t.Fatalf("Decode(Encode(Decode(x))): %v", err)
+		}
+		if again.ID != e.ID || again.Type != e.Type || !again.Time.Equal(e.Time) {
+			t.Fatalf("re-decode changed the envelope: %v vs %v", again, e)
+		}
+	})
+}

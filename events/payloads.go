@@ -1,0 +1,239 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Type names. The suffix is the payload's schema version; a change that is
+// not purely additive gets a new version and an upcaster from the old one.
+const (
+	TypeWorkerRegistered = "worker.registered.v1"
+	TypeWorkerHeartbeat  = "worker.heartbeat.v1"
+	TypeWorkerLeft       = "worker.left.v1"
+	TypeTaskSubmitted    = "task.submitted.v1"
+	TypeTaskStarted      = "task.started.v1"
+	TypeTaskLog          = "task.log.v1"
+	TypeTaskFinished     = "task.finished.v1"
+)
+
+// Outcome is how a task attempt ended.
+type Outcome string
+
+// Outcomes of a task attempt.
+const (
+	Succeeded Outcome = "succeeded"
+	Failed    Outcome = "failed"
+	TimedOut  Outcome = "timed_out"
+)
+
+// Valid reports whether o is a known outcome.
+func (o Outcome) Valid() bool { return o == Succeeded || o == Failed || o == TimedOut }
+
+// Route says how a task reaches a worker.
+type Route string
+
+// Routes of a task submission.
+const (
+	// RouteWorker sends the task to one named worker's dispatch stream.
+	RouteWorker Route = "worker"
+	// RouteQueue sends the task to a role's shared stream, where any one
+	// worker of the role takes it.
+	RouteQueue Route = "queue"
+)
+
+// WorkerRegistered is appended by an agent when it starts.
+type WorkerRegistered struct {
+	Hostname string            `json:"hostname"`
+	Role     string            `json:"role"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	// Tasks are the task names this worker can run.
+	Tasks []string `json:"tasks,omitempty"`
+	PID   int      `json:"pid,omitempty"`
+	// HeartbeatMS is the heartbeat interval the worker promises to keep.
+	HeartbeatMS int64 `json:"heartbeat_ms"`
+}
+
+// EventType implements Payload.
+func (WorkerRegistered) EventType() string { return TypeWorkerRegistered }
+
+// Validate implements Payload.
+func (p WorkerRegistered) Validate() error {
+	return joinErrs(
+		required("hostname", p.Hostname),
+		required("role", p.Role),
+		positive("heartbeat_ms", p.HeartbeatMS),
+	)
+}
+
+// WorkerHeartbeat is appended by an agent every heartbeat interval.
+type WorkerHeartbeat struct {
+	Hostname string `json:"hostname"`
+	// Seq counts heartbeats since the agent started.
+	Seq int64 `json:"seq"`
+	// Running is the number of tasks executing on the worker.
+	Running     int   `json:"running"`
+	HeartbeatMS int64 `json:"heartbeat_ms"`
+	Draining    bool  `json:"draining,omitempty"`
+}
+
+// EventType implements Payload.
+func (WorkerHeartbeat) EventType() string { return TypeWorkerHeartbeat }
+
+// Validate implements Payload.
+func (p WorkerHeartbeat) Validate() error {
+	return joinErrs(required("hostname", p.Hostname), positive("heartbeat_ms", p.HeartbeatMS),
+		nonNegative("running", int64(p.Running)))
+}
+
+// WorkerLeft is appended by an agent that stops cleanly.
+type WorkerLeft struct {
+	Hostname string `json:"hostname"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// EventType implements Payload.
+func (WorkerLeft) EventType() string { return TypeWorkerLeft }
+
+// Validate implements Payload.
+func (p WorkerLeft) Validate() error { return required("hostname", p.Hostname) }
+
+// TaskSubmitted records an accepted task. The same envelope is the entry in
+// the dispatch stream the worker reads.
+type TaskSubmitted struct {
+	TaskID string `json:"task_id"`
+	// JobID groups the tasks of one fan-out run; empty for a single task.
+	JobID string `json:"job_id,omitempty"`
+	// Task is the catalog name of the task, such as "command".
+	Task   string         `json:"task"`
+	Params map[string]any `json:"params,omitempty"`
+	// Argv is the command line for the built-in "command" task.
+	Argv  []string `json:"argv,omitempty"`
+	Route Route    `json:"route"`
+	// Target is the worker hostname (RouteWorker) or role (RouteQueue).
+	Target    string `json:"target"`
+	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+}
+
+// EventType implements Payload.
+func (TaskSubmitted) EventType() string { return TypeTaskSubmitted }
+
+// Timeout returns the task's timeout, zero for none.
+func (p TaskSubmitted) Timeout() time.Duration { return time.Duration(p.TimeoutMS) * time.Millisecond }
+
+// Validate implements Payload.
+func (p TaskSubmitted) Validate() error {
+	var routeErr error
+	if p.Route != RouteWorker && p.Route != RouteQueue {
+		routeErr = fmt.Errorf("route %q is not %q or %q", p.Route, RouteWorker, RouteQueue)
+	}
+	return joinErrs(
+		required("task_id", p.TaskID),
+		required("task", p.Task),
+		routeErr,
+		required("target", p.Target),
+		nonNegative("timeout_ms", p.TimeoutMS),
+	)
+}
+
+// TaskStarted records that a worker began an attempt. Attempt is the
+// fencing epoch handed out atomically by the store: it increases with every
+// attempt of the task, and only the newest attempt's result counts.
+type TaskStarted struct {
+	TaskID  string `json:"task_id"`
+	Attempt int64  `json:"attempt"`
+	Worker  string `json:"worker"`
+}
+
+// EventType implements Payload.
+func (TaskStarted) EventType() string { return TypeTaskStarted }
+
+// Validate implements Payload.
+func (p TaskStarted) Validate() error {
+	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt), required("worker", p.Worker))
+}
+
+// TaskLog carries a chunk of a task's output.
+type TaskLog struct {
+	TaskID  string `json:"task_id"`
+	Attempt int64  `json:"attempt"`
+	// Stream is "stdout" or "stderr".
+	Stream string `json:"stream"`
+	// Seq orders the chunks of one attempt.
+	Seq int64 `json:"seq"`
+	// Data is UTF-8 text; producers replace invalid bytes with U+FFFD.
+	Data string `json:"data"`
+	// Truncated marks the chunk after which output was dropped because the
+	// per-task log limit was reached.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// EventType implements Payload.
+func (TaskLog) EventType() string { return TypeTaskLog }
+
+// Validate implements Payload.
+func (p TaskLog) Validate() error {
+	var streamErr error
+	if p.Stream != "stdout" && p.Stream != "stderr" {
+		streamErr = fmt.Errorf("stream %q is not stdout or stderr", p.Stream)
+	}
+	var textErr error
+	if !utf8.ValidString(p.Data) {
+		textErr = errors.New("data is not valid UTF-8 (replace invalid bytes, see strings.ToValidUTF8)")
+	}
+	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt), streamErr, textErr)
+}
+
+// TaskFinished records how an attempt ended. Stale is set by the store
+// when the attempt was superseded by a newer one (its worker was presumed
+// dead and the task reclaimed): a stale result is kept for the record and
+// never taken as the task's outcome.
+type TaskFinished struct {
+	TaskID     string  `json:"task_id"`
+	Attempt    int64   `json:"attempt"`
+	Worker     string  `json:"worker"`
+	Outcome    Outcome `json:"outcome"`
+	ExitCode   int     `json:"exit_code"`
+	Error      string  `json:"error,omitempty"`
+	DurationMS int64   `json:"duration_ms"`
+	Stale      bool    `json:"stale,omitempty"`
+}
+
+// EventType implements Payload.
+func (TaskFinished) EventType() string { return TypeTaskFinished }
+
+// Validate implements Payload.
+func (p TaskFinished) Validate() error {
+	var outErr error
+	if !p.Outcome.Valid() {
+		outErr = fmt.Errorf("outcome %q is not one of succeeded, failed, timed_out", p.Outcome)
+	}
+	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt),
+		required("worker", p.Worker), outErr, nonNegative("duration_ms", p.DurationMS))
+}
+
+func required(name, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is required", name)
+	}
+	return nil
+}
+
+func positive(name string, v int64) error {
+	if v <= 0 {
+		return fmt.Errorf("%s must be > 0, got %d", name, v)
+	}
+	return nil
+}
+
+func nonNegative(name string, v int64) error {
+	if v < 0 {
+		return fmt.Errorf("%s must be >= 0, got %d", name, v)
+	}
+	return nil
+}
+
+func joinErrs(errs ...error) error { return errors.Join(errs...) }
