@@ -1,0 +1,123 @@
+package projections
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+)
+
+// Kind is the kind of entity a record describes.
+type Kind string
+
+// Record kinds.
+const (
+	KindWorker Kind = "worker"
+	KindTask   Kind = "task"
+)
+
+// Ref names a record.
+type Ref struct {
+	Kind Kind
+	ID   string
+}
+
+// Patch sets the fields of one guard of a record, if Order is newer than
+// the guard's current order.
+type Patch struct {
+	Ref   Ref
+	Guard string
+	// Order is the stream entry ID ("<ms>-<seq>") of the event.
+	Order  string
+	Fields map[string]string
+}
+
+// VersionPrefix prefixes the field that holds a guard's order.
+const VersionPrefix = "_v."
+
+// timeLayout is how times are stored in records.
+const timeLayout = time.RFC3339Nano
+
+// Reduce returns the patches an event makes. order is the event's stream
+// entry ID. Events that do not affect a projection return nil.
+func Reduce(e events.Envelope, order string) []Patch {
+	at := e.Time.UTC().Format(timeLayout)
+	switch p := e.Payload.(type) {
+	case events.WorkerRegistered:
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "reg", Order: order, Fields: map[string]string{
+			"role":          p.Role,
+			"labels":        jsonString(p.Labels),
+			"version":       p.Version,
+			"tasks":         jsonString(p.Tasks),
+			"pid":           strconv.Itoa(p.PID),
+			"heartbeat_ms":  strconv.FormatInt(p.HeartbeatMS, 10),
+			"registered_at": at,
+		}}}
+	case events.WorkerHeartbeat:
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "hb", Order: order, Fields: map[string]string{
+			"last_heartbeat": at,
+			"seq":            strconv.FormatInt(p.Seq, 10),
+			"running":        strconv.Itoa(p.Running),
+			"draining":       strconv.FormatBool(p.Draining),
+			"hb_interval_ms": strconv.FormatInt(p.HeartbeatMS, 10),
+		}}}
+	case events.WorkerLeft:
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "left", Order: order, Fields: map[string]string{
+			"left_at":     at,
+			"left_reason": p.Reason,
+		}}}
+	case events.TaskSubmitted:
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: map[string]string{
+			"task":         p.Task,
+			"job":          p.JobID,
+			"route":        string(p.Route),
+			"target":       p.Target,
+			"params":       jsonString(p.Params),
+			"argv":         jsonString(p.Argv),
+			"timeout_ms":   strconv.FormatInt(p.TimeoutMS, 10),
+			"submitted_at": at,
+			"submitted_by": e.Actor,
+		}}}
+	case events.TaskStarted:
+		a := attemptPrefix(p.Attempt)
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "s", Order: order, Fields: map[string]string{
+			a + "worker":     p.Worker,
+			a + "started_at": at,
+		}}}
+	case events.TaskFinished:
+		a := attemptPrefix(p.Attempt)
+		end := map[string]string{
+			a + "outcome":     string(p.Outcome),
+			a + "exit_code":   strconv.Itoa(p.ExitCode),
+			a + "error":       p.Error,
+			a + "finished_at": at,
+			a + "duration_ms": strconv.FormatInt(p.DurationMS, 10),
+			a + "stale":       strconv.FormatBool(p.Stale),
+			a + "end_worker":  p.Worker,
+		}
+		patches := []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "f", Order: order, Fields: end}}
+		if !p.Stale {
+			patches = append(patches, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "out", Order: order, Fields: map[string]string{
+				"outcome":     string(p.Outcome),
+				"exit_code":   strconv.Itoa(p.ExitCode),
+				"error":       p.Error,
+				"finished_at": at,
+				"attempt":     strconv.FormatInt(p.Attempt, 10),
+				"worker":      p.Worker,
+			}})
+		}
+		return patches
+	}
+	return nil
+}
+
+func attemptPrefix(n int64) string { return "a" + strconv.FormatInt(n, 10) + "." }
+
+func jsonString(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "null" {
+		return ""
+	}
+	return string(b)
+}

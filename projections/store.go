@@ -1,0 +1,237 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/streams"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned for a worker or task with no projection.
+var ErrNotFound = errors.New("projections: not found")
+
+// applyScript applies the patches of one record: each guard's fields are
+// written only if the patch's order (a stream entry ID) is newer than the
+// guard's current order, compared as numbers (as strings, "9-0" would sort
+// after "10-0"). ARGV[1] is the number of guards, then per guard: name,
+// number of fields, order, field, value, ...
+var applyScript = redis.NewScript(`
+local function parse(id)
+  local a, b = string.match(id, "^(%d+)-(%d+)$")
+  return tonumber(a), tonumber(b)
+end
+local i, applied = 2, 0
+for g = 1, tonumber(ARGV[1]) do
+  local guard, n = ARGV[i], tonumber(ARGV[i+1])
+  local order = ARGV[i+2]
+  i = i + 3
+  local vf = '` + VersionPrefix + `' .. guard
+  local last = redis.call('HGET', KEYS[1], vf)
+  local newer = true
+  if last then
+    local lm, ls = parse(last)
+    local nm, ns = parse(order)
+    newer = nm > lm or (nm == lm and ns > ls)
+  end
+  if newer then
+    local args = {vf, order}
+    for j = 0, n - 1 do
+      args[#args+1] = ARGV[i + 2*j]
+      args[#args+1] = ARGV[i + 2*j + 1]
+    end
+    redis.call('HSET', KEYS[1], unpack(args))
+    applied = applied + 1
+  end
+  i = i + 2*n
+end
+return applied
+`)
+
+// Store keeps projections in Redis hashes and answers queries on them.
+type Store struct {
+	rdb  redis.UniversalClient
+	keys streams.Keys
+}
+
+// NewStore returns the projection store of the cluster named by keys.
+func NewStore(rdb redis.UniversalClient, keys streams.Keys) *Store {
+	return &Store{rdb: rdb, keys: keys}
+}
+
+func (s *Store) recordKey(ref Ref) string {
+	if ref.Kind == KindWorker {
+		return s.keys.WorkerProjection(ref.ID)
+	}
+	return s.keys.TaskProjection(ref.ID)
+}
+
+// Apply reduces msgs and applies the patches, in one pipeline. It is
+// idempotent: applying the same messages again changes nothing.
+func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
+	type rec struct {
+		ref     Ref
+		patches []Patch
+	}
+	var order []Ref
+	byRef := map[Ref]*rec{}
+	var workers []any
+	var tasks []redis.Z
+	for _, m := range msgs {
+		for _, p := range Reduce(m.Envelope, m.ID) {
+			r := byRef[p.Ref]
+			if r == nil {
+				r = &rec{ref: p.Ref}
+				byRef[p.Ref] = r
+				order = append(order, p.Ref)
+				if p.Ref.Kind == KindWorker {
+					workers = append(workers, p.Ref.ID)
+				}
+			}
+			r.patches = append(r.patches, p)
+			if p.Ref.Kind == KindTask && p.Guard == "sub" {
+				tasks = append(tasks, redis.Z{Score: float64(m.Envelope.Time.UnixMilli()), Member: p.Ref.ID})
+			}
+		}
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	run := func() error {
+		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, ref := range order {
+				r := byRef[ref]
+				args := []any{len(r.patches)}
+				for _, p := range r.patches {
+					keys := make([]string, 0, len(p.Fields))
+					for k := range p.Fields {
+						keys = append(keys, k)
+					}
+					sort.Strings(keys)
+					args = append(args, p.Guard, len(keys), p.Order)
+					for _, k := range keys {
+						args = append(args, k, p.Fields[k])
+					}
+				}
+				applyScript.EvalSha(ctx, pipe, []string{s.recordKey(ref)}, args...)
+			}
+			if len(workers) > 0 {
+				pipe.SAdd(ctx, s.keys.WorkerIndex(), workers...)
+			}
+			if len(tasks) > 0 {
+				pipe.ZAdd(ctx, s.keys.TaskIndex(), tasks...)
+			}
+			return nil
+		})
+		return err
+	}
+	err := run()
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		if lerr := applyScript.Load(ctx, s.rdb).Err(); lerr != nil {
+			return fmt.Errorf("load projection script: %w", lerr)
+		}
+		err = run()
+	}
+	if err != nil {
+		return fmt.Errorf("apply %d events to projections: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Worker returns the projection of one worker.
+func (s *Store) Worker(ctx context.Context, host string) (Worker, error) {
+	r, err := s.rdb.HGetAll(ctx, s.keys.WorkerProjection(host)).Result()
+	if err != nil {
+		return Worker{}, fmt.Errorf("read worker %s: %w", host, err)
+	}
+	if len(r) == 0 {
+		return Worker{}, fmt.Errorf("worker %s: %w", host, ErrNotFound)
+	}
+	return WorkerFromRecord(host, r), nil
+}
+
+// Workers returns every worker, sorted by role and hostname.
+func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
+	hosts, err := s.rdb.SMembers(ctx, s.keys.WorkerIndex()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read worker index: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(hosts))
+	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, h := range hosts {
+			cmds[i] = pipe.HGetAll(ctx, s.keys.WorkerProjection(h))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read workers: %w", err)
+	}
+	out := make([]Worker, 0, len(hosts))
+	for i, h := range hosts {
+		if r := cmds[i].Val(); len(r) > 0 {
+			out = append(out, WorkerFromRecord(h, r))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Role != out[j].Role {
+			return out[i].Role < out[j].Role
+		}
+		return out[i].Hostname < out[j].Hostname
+	})
+	return out, nil
+}
+
+// Task returns the projection of one task.
+func (s *Store) Task(ctx context.Context, id string) (Task, error) {
+	r, err := s.rdb.HGetAll(ctx, s.keys.TaskProjection(id)).Result()
+	if err != nil {
+		return Task{}, fmt.Errorf("read task %s: %w", id, err)
+	}
+	if len(r) == 0 {
+		return Task{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	return TaskFromRecord(id, r), nil
+}
+
+// Tasks returns up to n tasks submitted before before (zero: now), newest
+// first.
+func (s *Store) Tasks(ctx context.Context, before time.Time, n int64) ([]Task, error) {
+	max := "+inf"
+	if !before.IsZero() {
+		max = fmt.Sprintf("(%d", before.UnixMilli())
+	}
+	ids, err := s.rdb.ZRevRangeByScore(ctx, s.keys.TaskIndex(), &redis.ZRangeBy{Max: max, Min: "-inf", Count: n}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read task index: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.HGetAll(ctx, s.keys.TaskProjection(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	out := make([]Task, 0, len(ids))
+	for i, id := range ids {
+		if r := cmds[i].Val(); len(r) > 0 {
+			out = append(out, TaskFromRecord(id, r))
+		}
+	}
+	return out, nil
+}
+
+// Record returns the raw record of a worker or task (for rebuild checks).
+func (s *Store) Record(ctx context.Context, ref Ref) (Record, error) {
+	r, err := s.rdb.HGetAll(ctx, s.recordKey(ref)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", ref.Kind, ref.ID, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,229 @@
+package projections
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+)
+
+// Worker states, derived when read.
+const (
+	WorkerHealthy   = "healthy"
+	WorkerUnhealthy = "unhealthy"
+	WorkerDraining  = "draining"
+	WorkerLeft      = "left"
+)
+
+// MissedHeartbeats is how many heartbeat intervals may pass before a worker
+// is shown unhealthy.
+const MissedHeartbeats = 3
+
+// Worker is the projection of one worker.
+type Worker struct {
+	Hostname          string            `json:"hostname"`
+	Role              string            `json:"role"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Version           string            `json:"version,omitempty"`
+	Tasks             []string          `json:"tasks,omitempty"`
+	PID               int               `json:"pid,omitempty"`
+	HeartbeatInterval time.Duration     `json:"-"`
+	RegisteredAt      time.Time         `json:"registered_at"`
+	LastHeartbeat     time.Time         `json:"last_heartbeat"`
+	Running           int               `json:"running"`
+	Draining          bool              `json:"draining,omitempty"`
+	// LeftAt is set when the worker's last lifecycle event was leaving.
+	LeftAt     time.Time `json:"left_at,omitempty"`
+	LeftReason string    `json:"left_reason,omitempty"`
+}
+
+// State returns healthy, unhealthy, draining or left, as of now.
+func (w Worker) State(now time.Time) string {
+	switch {
+	case !w.LeftAt.IsZero():
+		return WorkerLeft
+	case w.Draining:
+		return WorkerDraining
+	}
+	iv := w.HeartbeatInterval
+	if iv <= 0 {
+		iv = 5 * time.Second
+	}
+	last := w.LastHeartbeat
+	if last.IsZero() {
+		last = w.RegisteredAt
+	}
+	if now.Sub(last) > MissedHeartbeats*iv {
+		return WorkerUnhealthy
+	}
+	return WorkerHealthy
+}
+
+// WorkerFromRecord builds the worker view of a record.
+func WorkerFromRecord(host string, r Record) Worker {
+	w := Worker{
+		Hostname: host,
+		Role:     r["role"],
+		Version:  r["version"],
+	}
+	_ = json.Unmarshal([]byte(r["labels"]), &w.Labels)
+	_ = json.Unmarshal([]byte(r["tasks"]), &w.Tasks)
+	w.PID, _ = strconv.Atoi(r["pid"])
+	w.RegisteredAt = parseTime(r["registered_at"])
+	w.LastHeartbeat = parseTime(r["last_heartbeat"])
+	w.Running, _ = strconv.Atoi(r["running"])
+	w.Draining = r["draining"] == "true"
+	ms, _ := strconv.ParseInt(r["hb_interval_ms"], 10, 64)
+	if ms == 0 {
+		ms, _ = strconv.ParseInt(r["heartbeat_ms"], 10, 64)
+	}
+	w.HeartbeatInterval = time.Duration(ms) * time.Millisecond
+	// The worker has left if its last lifecycle event (registration or
+	// leaving) was leaving; a heartbeat after leaving (a restart that has
+	// not re-registered yet) counts as alive too.
+	if left := r[VersionPrefix+"left"]; left != "" &&
+		Newer(left, r[VersionPrefix+"reg"]) && Newer(left, r[VersionPrefix+"hb"]) {
+		w.LeftAt = parseTime(r["left_at"])
+		w.LeftReason = r["left_reason"]
+	}
+	if !w.LeftAt.IsZero() {
+		w.Draining = false
+	}
+	return w
+}
+
+// Task states, derived when read.
+const (
+	TaskWaiting = "waiting"
+	TaskRunning = "running"
+)
+
+// Attempt is one attempt at running a task.
+type Attempt struct {
+	Number     int64          `json:"number"`
+	Worker     string         `json:"worker"`
+	StartedAt  time.Time      `json:"started_at"`
+	FinishedAt time.Time      `json:"finished_at,omitempty"`
+	Outcome    events.Outcome `json:"outcome,omitempty"`
+	ExitCode   int            `json:"exit_code"`
+	Error      string         `json:"error,omitempty"`
+	DurationMS int64          `json:"duration_ms,omitempty"`
+	// Stale marks a result reported by an attempt that had been superseded.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// Task is the projection of one task.
+type Task struct {
+	ID          string         `json:"id"`
+	Task        string         `json:"task"`
+	JobID       string         `json:"job_id,omitempty"`
+	Route       events.Route   `json:"route"`
+	Target      string         `json:"target"`
+	Params      map[string]any `json:"params,omitempty"`
+	Argv        []string       `json:"argv,omitempty"`
+	TimeoutMS   int64          `json:"timeout_ms,omitempty"`
+	SubmittedAt time.Time      `json:"submitted_at"`
+	SubmittedBy string         `json:"submitted_by,omitempty"`
+	// State is waiting, running, or the outcome.
+	State      string         `json:"state"`
+	Outcome    events.Outcome `json:"outcome,omitempty"`
+	ExitCode   int            `json:"exit_code"`
+	Error      string         `json:"error,omitempty"`
+	FinishedAt time.Time      `json:"finished_at,omitempty"`
+	// Worker is the worker of the attempt that produced the outcome, or of
+	// the latest attempt while none has.
+	Worker   string    `json:"worker,omitempty"`
+	Attempts []Attempt `json:"attempts"`
+}
+
+// Done reports whether the task has an outcome.
+func (t Task) Done() bool { return t.Outcome != "" }
+
+// TaskFromRecord builds the task view of a record.
+func TaskFromRecord(id string, r Record) Task {
+	t := Task{
+		ID:          id,
+		Task:        r["task"],
+		JobID:       r["job"],
+		Route:       events.Route(r["route"]),
+		Target:      r["target"],
+		SubmittedAt: parseTime(r["submitted_at"]),
+		SubmittedBy: r["submitted_by"],
+		Outcome:     events.Outcome(r["outcome"]),
+		Error:       r["error"],
+		FinishedAt:  parseTime(r["finished_at"]),
+		Worker:      r["worker"],
+	}
+	_ = json.Unmarshal([]byte(r["params"]), &t.Params)
+	_ = json.Unmarshal([]byte(r["argv"]), &t.Argv)
+	t.TimeoutMS, _ = strconv.ParseInt(r["timeout_ms"], 10, 64)
+	t.ExitCode, _ = strconv.Atoi(r["exit_code"])
+	byNum := map[int64]*Attempt{}
+	for k, v := range r {
+		if len(k) < 2 || k[0] != 'a' {
+			continue
+		}
+		num, field, ok := strings.Cut(k[1:], ".")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			continue
+		}
+		a := byNum[n]
+		if a == nil {
+			a = &Attempt{Number: n}
+			byNum[n] = a
+		}
+		switch field {
+		case "worker":
+			a.Worker = v
+		case "end_worker":
+			if a.Worker == "" {
+				a.Worker = v
+			}
+		case "started_at":
+			a.StartedAt = parseTime(v)
+		case "finished_at":
+			a.FinishedAt = parseTime(v)
+		case "outcome":
+			a.Outcome = events.Outcome(v)
+		case "exit_code":
+			a.ExitCode, _ = strconv.Atoi(v)
+		case "error":
+			a.Error = v
+		case "duration_ms":
+			a.DurationMS, _ = strconv.ParseInt(v, 10, 64)
+		case "stale":
+			a.Stale = v == "true"
+		}
+	}
+	for _, a := range byNum {
+		t.Attempts = append(t.Attempts, *a)
+	}
+	sort.Slice(t.Attempts, func(i, j int) bool { return t.Attempts[i].Number < t.Attempts[j].Number })
+	switch {
+	case t.Outcome != "":
+		t.State = string(t.Outcome)
+	case len(t.Attempts) > 0 && t.Attempts[len(t.Attempts)-1].FinishedAt.IsZero():
+		t.State = TaskRunning
+	default:
+		t.State = TaskWaiting
+	}
+	if t.Worker == "" && len(t.Attempts) > 0 {
+		t.Worker = t.Attempts[len(t.Attempts)-1].Worker
+	}
+	return t
+}
+
+func parseTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	t, _ := time.Parse(timeLayout, s)
+	return t
+}

@@ -1,0 +1,166 @@
+package streams
+
+import (
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"strconv"
+)
+
+// Every Redis key celeroot uses is built in this file, and nowhere else.
+//
+// All keys of a cluster start with "celeroot:<cluster>:", so several
+// clusters share one Redis and an ACL can grant one cluster (~celeroot:prod:*)
+// or one worker (~celeroot:prod:{w:web1}:*) alone. The text in braces is the
+// Redis Cluster hash tag: keys that one Lua script or multi-key command
+// touches share it.
+//
+//	celeroot:<c>:{meta}:cluster          hash   cluster metadata (shard count, created)
+//	celeroot:<c>:{ev:<n>}:events         stream event store shard n (workers, tasks)
+//	celeroot:<c>:{ev:<n>}:fence:<task>   hash   attempt epoch and state of a task in shard n
+//	celeroot:<c>:{w:<host>}:dispatch     stream tasks sent to one worker
+//	celeroot:<c>:{w:<host>}:control      stream commands to one worker (drain, cancel)
+//	celeroot:<c>:{w:<host>}:worker       hash   worker projection
+//	celeroot:<c>:{q:<role>}:dispatch     stream tasks queued for any worker of a role
+//	celeroot:<c>:{t:<task>}:task         hash   task projection
+//	celeroot:<c>:{t:<task>}:log          stream the task's output (task.log.v1 events)
+//	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
+//	celeroot:<c>:{idx}:tasks             zset   task ids by submission time (ms)
+//	celeroot:<c>:{dead}:entries          stream dead letters
+
+// Consumer group names.
+const (
+	// GroupAgents reads dispatch and control streams; the consumer is the
+	// worker's hostname.
+	GroupAgents = "agents"
+	// GroupProjector reads the event store shards and maintains the
+	// projections; any number of projector processes may share it.
+	GroupProjector = "projector"
+)
+
+// DefaultShards is the number of event store shards of a new cluster. Each
+// shard is one stream and so one Redis Cluster slot; an entity (a task, a
+// worker) always lives in the same shard, so its events stay in order.
+const DefaultShards = 8
+
+// MaxShards bounds the shard count (each projector holds one blocking
+// connection per shard on Redis Cluster).
+const MaxShards = 256
+
+var (
+	clusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	entityName  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+)
+
+// ValidateClusterName reports whether name can name a cluster: lower-case
+// letters, digits and '-', at most 63 characters, like a DNS label.
+func ValidateClusterName(name string) error {
+	if !clusterName.MatchString(name) {
+		return fmt.Errorf("cluster name %q: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidateName reports whether name can be a hostname, role or task id in a
+// key: letters, digits, '.', '_' and '-', at most 253 characters. Braces,
+// colons and spaces are refused so a name can never change a hash tag.
+func ValidateName(kind, name string) error {
+	if !entityName.MatchString(name) {
+		return fmt.Errorf("%s %q: use letters, digits, '.', '_' and '-' (at most 253), starting and ending with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// Keys builds the key names of one cluster.
+type Keys struct {
+	Cluster string
+	// Shards is the number of event store shards; DefaultShards if zero.
+	Shards int
+}
+
+// NewKeys returns the key builder of a cluster with the given shard count.
+func NewKeys(cluster string, shards int) (Keys, error) {
+	if err := ValidateClusterName(cluster); err != nil {
+		return Keys{}, err
+	}
+	if shards == 0 {
+		shards = DefaultShards
+	}
+	if shards < 1 || shards > MaxShards {
+		return Keys{}, fmt.Errorf("shards %d: must be between 1 and %d", shards, MaxShards)
+	}
+	return Keys{Cluster: cluster, Shards: shards}, nil
+}
+
+func (k Keys) shards() int {
+	if k.Shards <= 0 {
+		return DefaultShards
+	}
+	return k.Shards
+}
+
+func (k Keys) key(tag, name string) string {
+	return "celeroot:" + k.Cluster + ":{" + tag + "}:" + name
+}
+
+// Prefix is the prefix of every key of the cluster, for ACLs and SCAN.
+func (k Keys) Prefix() string { return "celeroot:" + k.Cluster + ":" }
+
+// Meta is the cluster metadata hash.
+func (k Keys) Meta() string { return k.key("meta", "cluster") }
+
+// ShardOf returns the event store shard of an entity (task id, hostname).
+func (k Keys) ShardOf(entity string) int {
+	h := fnv.New32a()
+	h.Write([]byte(entity))
+	return int(h.Sum32() % uint32(k.shards()))
+}
+
+// EventShard is the event store stream of shard n.
+func (k Keys) EventShard(n int) string { return k.key("ev:"+strconv.Itoa(n), "events") }
+
+// EventShards lists every event store stream.
+func (k Keys) EventShards() []string {
+	out := make([]string, k.shards())
+	for i := range out {
+		out[i] = k.EventShard(i)
+	}
+	return out
+}
+
+// EventsFor is the event store stream that holds an entity's events.
+func (k Keys) EventsFor(entity string) string { return k.EventShard(k.ShardOf(entity)) }
+
+// TaskFence is the hash holding a task's attempt epoch and state. It shares
+// the hash tag of the task's event shard, so one script can check the fence
+// and append the event atomically.
+func (k Keys) TaskFence(taskID string) string {
+	return k.key("ev:"+strconv.Itoa(k.ShardOf(taskID)), "fence:"+taskID)
+}
+
+// WorkerDispatch is the stream of tasks sent to one worker.
+func (k Keys) WorkerDispatch(host string) string { return k.key("w:"+host, "dispatch") }
+
+// WorkerControl is the stream of commands sent to one worker.
+func (k Keys) WorkerControl(host string) string { return k.key("w:"+host, "control") }
+
+// WorkerProjection is the projection hash of one worker.
+func (k Keys) WorkerProjection(host string) string { return k.key("w:"+host, "worker") }
+
+// RoleQueue is the stream of tasks any worker of a role may take.
+func (k Keys) RoleQueue(role string) string { return k.key("q:"+role, "dispatch") }
+
+// TaskProjection is the projection hash of one task.
+func (k Keys) TaskProjection(taskID string) string { return k.key("t:"+taskID, "task") }
+
+// TaskLog is the stream of a task's output.
+func (k Keys) TaskLog(taskID string) string { return k.key("t:"+taskID, "log") }
+
+// WorkerIndex is the set of hostnames that have a worker projection.
+func (k Keys) WorkerIndex() string { return k.key("idx", "workers") }
+
+// TaskIndex is the sorted set of task ids scored by submission time in ms.
+func (k Keys) TaskIndex() string { return k.key("idx", "tasks") }
+
+// DeadLetters is the dead-letter stream.
+func (k Keys) DeadLetters() string { return k.key("dead", "entries") }

@@ -1,0 +1,239 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/redis/go-redis/v9"
+)
+
+// Log appends events to streams and runs the scripts that keep a task's
+// attempts fenced. It is safe for concurrent use.
+type Log struct {
+	rdb  redis.UniversalClient
+	keys Keys
+	// FenceRetention is how long a finished task's fence is kept, so a late
+	// duplicate delivery is still recognised as done. Default 7 days.
+	FenceRetention time.Duration
+}
+
+// DefaultFenceRetention is the default Log.FenceRetention.
+const DefaultFenceRetention = 7 * 24 * time.Hour
+
+// NewLog returns a Log for the cluster named by keys.
+func NewLog(rdb redis.UniversalClient, keys Keys) *Log {
+	return &Log{rdb: rdb, keys: keys, FenceRetention: DefaultFenceRetention}
+}
+
+// Keys returns the key builder the log writes with.
+func (l *Log) Keys() Keys { return l.keys }
+
+// Client returns the underlying Redis client.
+func (l *Log) Client() redis.UniversalClient { return l.rdb }
+
+// Append adds e to stream and returns the entry ID. maxLen > 0 caps the
+// stream approximately (for per-task logs and dispatch streams; the event
+// store shards are never capped on append, see ADR 0002).
+func (l *Log) Append(ctx context.Context, stream string, e events.Envelope, maxLen int64) (string, error) {
+	fields, err := events.Encode(e)
+	if err != nil {
+		return "", err
+	}
+	args := &redis.XAddArgs{Stream: stream, Values: fields}
+	if maxLen > 0 {
+		args.MaxLen, args.Approx = maxLen, true
+	}
+	id, err := l.rdb.XAdd(ctx, args).Result()
+	if err != nil {
+		return "", fmt.Errorf("append %s to %s: %w", e.Type, stream, err)
+	}
+	return id, nil
+}
+
+// Record appends e to the event store shard of entity.
+func (l *Log) Record(ctx context.Context, entity string, e events.Envelope) (string, error) {
+	return l.Append(ctx, l.keys.EventsFor(entity), e, 0)
+}
+
+// ErrUnknownTask is returned when a task has no fence: it was never
+// submitted, or finished longer ago than the fence retention.
+var ErrUnknownTask = errors.New("streams: unknown task")
+
+// submitScript records a submission once: a second call for the same task
+// (a retried command) returns the first entry's ID and appends nothing.
+var submitScript = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[2], 'submitted')
+if prev then return prev end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+redis.call('HSET', KEYS[2], 'epoch', 0, 'state', 'waiting', 'submitted', id)
+return id
+`)
+
+// Submit records a task.submitted event in the task's shard (creating its
+// fence) and then appends the same envelope to the dispatch stream the
+// submission routes to. It returns the dispatch entry ID.
+//
+// The two appends are in different slots and so not atomic: if the second
+// fails, the task is recorded but not dispatched, and Submit returns the
+// error so the caller can retry (the first append is idempotent).
+func (l *Log) Submit(ctx context.Context, e events.Envelope) (string, error) {
+	p, ok := e.Payload.(events.TaskSubmitted)
+	if !ok {
+		return "", fmt.Errorf("submit: payload is %T, want events.TaskSubmitted", e.Payload)
+	}
+	fields, err := events.Encode(e)
+	if err != nil {
+		return "", err
+	}
+	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
+	if err := submitScript.Run(ctx, l.rdb, keys, fields...).Err(); err != nil {
+		return "", fmt.Errorf("record submission of task %s: %w", p.TaskID, err)
+	}
+	return l.Append(ctx, l.Dispatch(p), e, 0)
+}
+
+// Dispatch returns the stream a submission is delivered through.
+func (l *Log) Dispatch(p events.TaskSubmitted) string {
+	if p.Route == events.RouteQueue {
+		return l.keys.RoleQueue(p.Target)
+	}
+	return l.keys.WorkerDispatch(p.Target)
+}
+
+// startScript hands out the next attempt epoch and records task.started
+// with it, unless the task already ended. The payload is ARGV[1] .. epoch ..
+// ARGV[2]; ARGV[3] is the worker; the rest are the envelope fields.
+var startScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], 'state')
+if not st then return {-1, 'unknown'} end
+if st == 'done' then return {0, st} end
+local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
+redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3])
+local f = {}
+for i = 4, #ARGV do f[#f+1] = ARGV[i] end
+f[#f+1] = 'data'
+f[#f+1] = ARGV[1] .. epoch .. ARGV[2]
+local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+return {epoch, id}
+`)
+
+// attemptMark stands for the attempt number while a payload is encoded
+// before the script knows it.
+const attemptMark = 987654321987
+
+// StartResult is the outcome of Start.
+type StartResult struct {
+	// Attempt is the fencing epoch of the new attempt; 0 if the task is done.
+	Attempt int64
+	// Done is true when the task already has an outcome: do not run it.
+	Done bool
+}
+
+// Start begins a new attempt of a task on worker: atomically it bumps the
+// task's epoch and appends task.started with that epoch. e is the started
+// event's envelope; its payload's Attempt is filled in by the script.
+func (l *Log) Start(ctx context.Context, e events.Envelope) (StartResult, error) {
+	p, ok := e.Payload.(events.TaskStarted)
+	if !ok {
+		return StartResult{}, fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
+	}
+	p.Attempt = attemptMark
+	e.Payload = p
+	fields, data, err := encodeSplit(e)
+	if err != nil {
+		return StartResult{}, err
+	}
+	prefix, suffix, ok := strings.Cut(data, fmt.Sprint(attemptMark))
+	if !ok {
+		return StartResult{}, errors.New("start: attempt placeholder not found in payload")
+	}
+	args := append([]any{prefix, suffix, p.Worker}, fields...)
+	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
+	res, err := startScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, err)
+	}
+	epoch, _ := res[0].(int64)
+	switch {
+	case epoch < 0:
+		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, ErrUnknownTask)
+	case epoch == 0:
+		return StartResult{Done: true}, nil
+	}
+	return StartResult{Attempt: epoch}, nil
+}
+
+// finishScript records task.finished: as the outcome when the attempt is the
+// task's current one, as stale otherwise. ARGV[1] attempt, ARGV[2] payload,
+// ARGV[3] stale payload, ARGV[4] fence retention in seconds, ARGV[5] outcome,
+// then the envelope fields.
+var finishScript = redis.NewScript(`
+local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
+local st = redis.call('HGET', KEYS[2], 'state')
+local data, stale = ARGV[3], 1
+if st == 'running' and epoch == tonumber(ARGV[1]) then
+  data, stale = ARGV[2], 0
+  redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+local f = {}
+for i = 6, #ARGV do f[#f+1] = ARGV[i] end
+f[#f+1] = 'data'
+f[#f+1] = data
+local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+return {stale, id}
+`)
+
+// Finish records the end of an attempt. It reports stale == true when the
+// attempt had been superseded (or the task already had an outcome): the
+// event is then recorded with Stale set and does not count as the outcome.
+func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err error) {
+	p, ok := e.Payload.(events.TaskFinished)
+	if !ok {
+		return false, fmt.Errorf("finish: payload is %T, want events.TaskFinished", e.Payload)
+	}
+	p.Stale = false
+	e.Payload = p
+	fields, data, err := encodeSplit(e)
+	if err != nil {
+		return false, err
+	}
+	p.Stale = true
+	staleData, err := json.Marshal(p)
+	if err != nil {
+		return false, err
+	}
+	retention := int64(l.FenceRetention / time.Second)
+	if retention <= 0 {
+		retention = int64(DefaultFenceRetention / time.Second)
+	}
+	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome)}, fields...)
+	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
+	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return false, fmt.Errorf("finish task %s: %w", p.TaskID, err)
+	}
+	s, _ := res[0].(int64)
+	return s == 1, nil
+}
+
+// encodeSplit encodes e and returns the fields without "data", and data.
+func encodeSplit(e events.Envelope) (fields []any, data string, err error) {
+	all, err := events.Encode(e)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := 0; i < len(all); i += 2 {
+		if all[i] == events.FieldData {
+			data = all[i+1].(string)
+			continue
+		}
+		fields = append(fields, all[i], all[i+1])
+	}
+	return fields, data, nil
+}

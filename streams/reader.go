@@ -1,0 +1,279 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/redis/go-redis/v9"
+)
+
+// Message is one decoded stream entry delivered to a consumer.
+type Message struct {
+	Stream   string
+	ID       string
+	Envelope events.Envelope
+}
+
+// ReaderOptions configures a Reader.
+type ReaderOptions struct {
+	// Streams to read. On Redis Cluster they must share a hash tag (one
+	// XREADGROUP cannot span slots); use one Reader per slot otherwise.
+	Streams  []string
+	Group    string
+	Consumer string
+	// Block is how long one read waits for new entries before returning
+	// empty, so the caller can check its context. Default 2s; at most 5s.
+	Block time.Duration
+	// Count caps the entries returned by one Fetch. Default 64.
+	Count int64
+	// DeadLetter is the stream undecodable entries are moved to.
+	DeadLetter string
+	Logger     *slog.Logger
+}
+
+// Defaults for ReaderOptions.
+const (
+	DefaultBlock = 2 * time.Second
+	MaxBlock     = 5 * time.Second
+	DefaultCount = 64
+)
+
+// Reader reads streams through a consumer group. It first re-delivers the
+// consumer's own pending entries (those it read before a crash but never
+// acknowledged), then new ones. Entries that do not decode are moved to the
+// dead-letter stream with the reason and acknowledged; the reader goes on.
+//
+// A Reader is not safe for concurrent Fetch calls; Ack may be called from
+// any goroutine.
+type Reader struct {
+	rdb     redis.UniversalClient
+	opts    ReaderOptions
+	created bool
+	// pending holds, per stream, the cursor into the consumer's own PEL, or
+	// "" once the PEL has been drained and new entries are read with ">".
+	pending map[string]string
+}
+
+// NewReader returns a reader; the group is created on the first Fetch.
+func NewReader(rdb redis.UniversalClient, opts ReaderOptions) (*Reader, error) {
+	if len(opts.Streams) == 0 || opts.Group == "" || opts.Consumer == "" || opts.DeadLetter == "" {
+		return nil, errors.New("streams: reader needs streams, group, consumer and dead-letter stream")
+	}
+	if opts.Block <= 0 {
+		opts.Block = DefaultBlock
+	}
+	if opts.Block > MaxBlock {
+		opts.Block = MaxBlock
+	}
+	if opts.Count <= 0 {
+		opts.Count = DefaultCount
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Reader{rdb: rdb, opts: opts, pending: map[string]string{}}
+	for _, s := range opts.Streams {
+		r.pending[s] = "0-0"
+	}
+	return r, nil
+}
+
+// EnsureGroup creates group on stream (and the stream) if missing, starting
+// at the beginning of the stream so no entry appended earlier is skipped.
+func EnsureGroup(ctx context.Context, rdb redis.UniversalClient, stream, group string) error {
+	err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create group %s on %s: %w", group, stream, err)
+	}
+	return nil
+}
+
+func (r *Reader) ensureGroups(ctx context.Context) error {
+	if r.created {
+		return nil
+	}
+	for _, s := range r.opts.Streams {
+		if err := EnsureGroup(ctx, r.rdb, s, r.opts.Group); err != nil {
+			return err
+		}
+	}
+	r.created = true
+	return nil
+}
+
+// Fetch returns up to max (≤ Count; Count if max <= 0) entries: the
+// consumer's pending entries first, then new ones, waiting at most Block
+// for new entries. It returns an empty slice, not an error, when none came.
+func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.ensureGroups(ctx); err != nil {
+		return nil, err
+	}
+	count := r.opts.Count
+	if max > 0 && max < count {
+		count = max
+	}
+	var ids []string
+	var streams []string
+	block := time.Duration(-1) // pending reads never block
+	for _, s := range r.opts.Streams {
+		if c := r.pending[s]; c != "" {
+			streams, ids = append(streams, s), append(ids, c)
+		}
+	}
+	if len(streams) == 0 {
+		streams = r.opts.Streams
+		for range streams {
+			ids = append(ids, ">")
+		}
+		block = r.opts.Block
+	}
+	res, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group:    r.opts.Group,
+		Consumer: r.opts.Consumer,
+		Streams:  append(streams, ids...),
+		Count:    count,
+		Block:    block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "NOGROUP") {
+			// The stream or group was deleted under us; recreate next time.
+			r.created = false
+		}
+		return nil, fmt.Errorf("read %s as %s/%s: %w", strings.Join(streams, ","), r.opts.Group, r.opts.Consumer, err)
+	}
+	var out []Message
+	for _, st := range res {
+		if block < 0 {
+			// Reading history: advance the cursor, or finish when empty.
+			if len(st.Messages) == 0 {
+				r.pending[st.Stream] = ""
+			} else {
+				r.pending[st.Stream] = st.Messages[len(st.Messages)-1].ID
+			}
+		}
+		for _, m := range st.Messages {
+			if m.Values == nil {
+				// The entry was trimmed or deleted while pending.
+				r.deadLetter(ctx, st.Stream, m, "entry deleted from the stream while pending (trimmed before it was processed)")
+				continue
+			}
+			env, err := events.Decode(m.Values)
+			if err != nil {
+				r.deadLetter(ctx, st.Stream, m, err.Error())
+				continue
+			}
+			out = append(out, Message{Stream: st.Stream, ID: m.ID, Envelope: env})
+		}
+	}
+	// Drop the history streams that returned nothing at all from the result
+	// set: the cursor of streams absent from res is finished too.
+	if block < 0 {
+		seen := map[string]bool{}
+		for _, st := range res {
+			seen[st.Stream] = true
+		}
+		for _, s := range streams {
+			if !seen[s] {
+				r.pending[s] = ""
+			}
+		}
+	}
+	return out, nil
+}
+
+// Ack acknowledges processed entries of one stream.
+func (r *Reader) Ack(ctx context.Context, stream string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := r.rdb.XAck(ctx, stream, r.opts.Group, ids...).Err(); err != nil {
+		return fmt.Errorf("ack %d entries of %s: %w", len(ids), stream, err)
+	}
+	return nil
+}
+
+// deadLetter moves an entry that cannot be processed to the dead-letter
+// stream, then acknowledges it. The append comes first: a crash in between
+// yields a duplicate dead letter, never a lost entry.
+func (r *Reader) deadLetter(ctx context.Context, stream string, m redis.XMessage, reason string) {
+	err := DeadLetter(ctx, r.rdb, r.opts.DeadLetter, DeadEntry{
+		Stream: stream, EntryID: m.ID, Group: r.opts.Group, Consumer: r.opts.Consumer,
+		Reason: reason, Fields: m.Values,
+	})
+	if err != nil {
+		// Leave it pending: it is re-read (and re-tried) after a restart.
+		r.opts.Logger.Error("dead-letter failed; entry left pending", "stream", stream, "entry", m.ID, "err", err)
+		return
+	}
+	r.opts.Logger.Warn("entry dead-lettered", "stream", stream, "entry", m.ID, "reason", reason)
+	if err := r.Ack(ctx, stream, m.ID); err != nil {
+		r.opts.Logger.Error("ack of dead-lettered entry failed", "stream", stream, "entry", m.ID, "err", err)
+	}
+}
+
+// Rewind makes the next Fetch re-read the consumer's own pending entries,
+// for a caller that failed to process what it fetched.
+func (r *Reader) Rewind() {
+	for _, s := range r.opts.Streams {
+		r.pending[s] = "0-0"
+	}
+}
+
+// Reclaim takes over entries that other consumers of the group read but
+// did not acknowledge within minIdle (their process died or hung), with
+// XAUTOCLAIM, and returns them decoded. Entries that were trimmed while
+// pending are dead-lettered by ID and acknowledged; undecodable ones too.
+// Claiming resets an entry's idle time, so two reclaimers never both get
+// the same entry.
+func (r *Reader) Reclaim(ctx context.Context, minIdle time.Duration, max int64) ([]Message, error) {
+	if err := r.ensureGroups(ctx); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = r.opts.Count
+	}
+	var out []Message
+	for _, s := range r.opts.Streams {
+		start := "0-0"
+		for int64(len(out)) < max {
+			msgs, next, deleted, err := r.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+				Stream: s, Group: r.opts.Group, Consumer: r.opts.Consumer,
+				MinIdle: minIdle, Start: start, Count: max - int64(len(out)),
+			}).Result()
+			if err != nil {
+				return out, fmt.Errorf("reclaim %s: %w", s, err)
+			}
+			for _, id := range deleted {
+				r.deadLetter(ctx, s, redis.XMessage{ID: id}, "entry deleted from the stream while pending (trimmed before it was processed)")
+			}
+			for _, m := range msgs {
+				if m.Values == nil {
+					r.deadLetter(ctx, s, m, "entry deleted from the stream while pending (trimmed before it was processed)")
+					continue
+				}
+				env, err := events.Decode(m.Values)
+				if err != nil {
+					r.deadLetter(ctx, s, m, err.Error())
+					continue
+				}
+				out = append(out, Message{Stream: s, ID: m.ID, Envelope: env})
+			}
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
+		}
+	}
+	return out, nil
+}
