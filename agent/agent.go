@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/oklog/run"
+	"github.com/redis/go-redis/v9"
+)
+
+// BuiltinTasks are the tasks every agent can run.
+var BuiltinTasks = []string{"command"}
+
+// agent is the state shared by an agent's components.
+type agent struct {
+	cfg     Config
+	rdb     redis.UniversalClient
+	log     *streams.Log
+	src     events.Source
+	running atomic.Int64
+	// inflight holds the ids of tasks executing here, so a duplicate
+	// delivery of a running task is not started twice.
+	inflight sync.Map
+	// slots bounds the tasks running at once, across all dispatch streams.
+	slots chan struct{}
+	// hardStop is cancelled when the shutdown grace period is over: running
+	// tasks are then killed.
+	hardStop context.Context
+}
+
+// Run runs an agent until ctx is cancelled, then drains and returns. The
+// caller owns rdb and closes it after Run returns.
+func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	a := &agent{
+		cfg:   cfg,
+		rdb:   rdb,
+		log:   streams.NewLog(rdb, cfg.Keys),
+		src:   events.Source{Cluster: cfg.Keys.Cluster, Actor: "agent:" + cfg.Hostname},
+		slots: make(chan struct{}, cfg.Concurrency),
+	}
+	lg := cfg.Logger.With("hostname", cfg.Hostname)
+
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency)
+
+	hardStop, stopHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHard()
+	a.hardStop = hardStop
+	go func() {
+		select {
+		case <-ctx.Done():
+			lg.Info("agent stopping: no new tasks; waiting for running ones", "grace", cfg.ShutdownTimeout)
+		case <-hardStop.Done():
+			return
+		}
+		t := time.NewTimer(cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			lg.Warn("shutdown grace period over; killing running tasks")
+			stopHard()
+		case <-hardStop.Done():
+		}
+	}()
+
+	// Heartbeats go on while the agent drains, so it is shown draining,
+	// not dead; they stop once the group has returned.
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		a.heartbeat(hbCtx, ctx)
+	}()
+
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
+	}
+	for _, stream := range []string{cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)} {
+		d, err := a.newDispatcher(stream)
+		if err != nil {
+			stopHB()
+			return err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
+	}
+	if cfg.Projector {
+		p := projections.NewProjector(rdb, cfg.Keys, projections.NewStore(rdb, cfg.Keys), projections.ProjectorOptions{
+			Consumer: fmt.Sprintf("%s-%d", cfg.Hostname, os.Getpid()),
+			Block:    cfg.Block,
+			Logger:   lg.With("component", "projector"),
+		})
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
+	}
+	err := g.Run()
+	stopHB()
+	<-hbDone
+
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	reason := "stopped"
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		reason = cause.Error()
+	}
+	if _, lerr := a.log.Record(leaveCtx, cfg.Hostname, a.src.New(events.WorkerLeft{Hostname: cfg.Hostname, Reason: reason})); lerr != nil {
+		lg.Warn("could not announce leaving", "err", lerr)
+	}
+	lg.Info("agent stopped")
+	return err
+}
+
+// register appends worker.registered, retrying until Redis answers or ctx
+// ends, and creates the consumer groups the agent reads.
+func (a *agent) register(ctx context.Context) error {
+	tasks := append([]string(nil), BuiltinTasks...)
+	e := a.src.New(events.WorkerRegistered{
+		Hostname: a.cfg.Hostname, Role: a.cfg.Role, Labels: a.cfg.Labels, Version: a.cfg.Version,
+		Tasks: tasks, PID: os.Getpid(), HeartbeatMS: a.cfg.Heartbeat.Milliseconds(),
+	})
+	return a.retry(ctx, "register", func(ctx context.Context) error {
+		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role)} {
+			if err := streams.EnsureGroup(ctx, a.rdb, s, streams.GroupAgents); err != nil {
+				return err
+			}
+		}
+		_, err := a.log.Record(ctx, a.cfg.Hostname, e)
+		return err
+	})
+}
+
+// heartbeat appends worker.heartbeat every interval until ctx is done.
+// Once drain is done it reports the worker as draining.
+func (a *agent) heartbeat(ctx, drain context.Context) {
+	t := time.NewTicker(a.cfg.Heartbeat)
+	defer t.Stop()
+	var seq int64
+	beat := func() {
+		seq++
+		hb := events.WorkerHeartbeat{Hostname: a.cfg.Hostname, Seq: seq, Running: int(a.running.Load()),
+			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil}
+		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
+		defer cancel()
+		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
+		}
+	}
+	beat()
+	drained := drain.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-drained:
+			drained = nil
+			beat()
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+// retry calls f until it succeeds or ctx ends, backing off between tries.
+func (a *agent) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	var b streams.Backoff
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		d := b.Next()
+		a.cfg.Logger.Warn("redis call failed; retrying", "op", what, "err", err, "in", d.Round(time.Millisecond))
+		streams.Sleep(ctx, d)
+	}
+}

@@ -1,0 +1,217 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/streams"
+)
+
+// dispatcher reads one dispatch stream (the worker's own, or its role's
+// queue) through the agents group and runs what it reads.
+type dispatcher struct {
+	a      *agent
+	stream string
+	reader *streams.Reader
+	lg     *slog.Logger
+}
+
+func (a *agent) newDispatcher(stream string) (*dispatcher, error) {
+	r, err := streams.NewReader(a.rdb, streams.ReaderOptions{
+		Streams: []string{stream}, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
+		Block: a.cfg.Block, Count: int64(a.cfg.Concurrency), DeadLetter: a.cfg.Keys.DeadLetters(),
+		Logger: a.cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dispatcher{a: a, stream: stream, reader: r, lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "stream", stream)}, nil
+}
+
+// Run reads and runs tasks until ctx is cancelled, then waits for the
+// tasks it started (bounded by the agent's shutdown grace period).
+func (d *dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var backoff streams.Backoff
+	for {
+		n := d.acquire(ctx)
+		if n == 0 {
+			return nil
+		}
+		msgs, err := d.reader.Fetch(ctx, int64(n))
+		d.release(n - len(msgs))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := backoff.Next()
+			d.lg.Warn("reading dispatch stream failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			streams.Sleep(ctx, wait)
+			continue
+		}
+		backoff.Reset()
+		for _, m := range msgs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer d.release(1)
+				d.handle(m)
+			}()
+		}
+	}
+}
+
+// acquire waits for at least one free task slot and takes as many more as
+// are free at once; it returns 0 when ctx is done.
+func (d *dispatcher) acquire(ctx context.Context) int {
+	select {
+	case d.a.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < cap(d.a.slots) {
+		select {
+		case d.a.slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (d *dispatcher) release(n int) {
+	for range n {
+		<-d.a.slots
+	}
+}
+
+// handle runs one dispatched entry to its end: start (fenced), execute,
+// finish (fenced), acknowledge. Redis calls are retried until the agent's
+// hard stop; an entry whose processing is cut short stays pending and is
+// delivered again.
+func (d *dispatcher) handle(m streams.Message) {
+	ctx := d.a.hardStop
+	sub, ok := m.Envelope.Payload.(events.TaskSubmitted)
+	if !ok {
+		d.deadLetter(ctx, m, fmt.Sprintf("unexpected %s event in a dispatch stream; only %s belongs here", m.Envelope.Type, events.TypeTaskSubmitted))
+		return
+	}
+	lg := d.lg.With("task_id", sub.TaskID, "task", sub.Task)
+	if _, busy := d.a.inflight.LoadOrStore(sub.TaskID, true); busy {
+		lg.Info("duplicate delivery of a running task; acknowledged without running")
+		d.ack(ctx, m)
+		return
+	}
+	defer d.a.inflight.Delete(sub.TaskID)
+
+	var res streams.StartResult
+	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
+		var err error
+		res, err = d.a.log.Start(ctx, d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
+			events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String())))
+		if errors.Is(err, streams.ErrUnknownTask) {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return // stopping; the entry stays pending
+	case res.Done:
+		lg.Info("task already finished; acknowledged without running")
+		d.ack(ctx, m)
+		return
+	case res.Attempt == 0:
+		d.deadLetter(ctx, m, fmt.Sprintf("task %s has no record (never submitted, or finished longer ago than the fence retention)", sub.TaskID))
+		return
+	}
+	lg = lg.With("attempt", res.Attempt)
+	lg.Info("task started")
+	d.a.running.Add(1)
+	result, took := d.execute(sub, res.Attempt, lg)
+	d.a.running.Add(-1)
+
+	fin := events.TaskFinished{TaskID: sub.TaskID, Attempt: res.Attempt, Worker: d.a.cfg.Hostname,
+		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds()}
+	var stale bool
+	err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
+		var err error
+		stale, err = d.a.log.Finish(ctx, d.a.src.New(fin, events.WithCorrelation(sub.TaskID)))
+		return err
+	})
+	if err != nil {
+		lg.Error("could not record the result; the task will run again", "err", err)
+		return
+	}
+	if stale {
+		lg.Warn("result recorded as stale: a newer attempt superseded this one", "outcome", result.Outcome)
+	} else {
+		lg.Info("task finished", "outcome", result.Outcome, "exit_code", result.ExitCode, "duration", took.Round(time.Millisecond))
+	}
+	d.ack(ctx, m)
+}
+
+// execute runs the task with its timeout, streaming output to its log.
+func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.Logger) (Result, time.Duration) {
+	ctx := d.a.hardStop
+	if sub.TimeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, sub.Timeout())
+		defer cancel()
+	}
+	logKey := d.a.cfg.Keys.TaskLog(sub.TaskID)
+	out := newOutput(sub.TaskID, attempt, d.a.cfg.LogLimit, func(l events.TaskLog) {
+		wctx, cancel := context.WithTimeout(d.a.hardStop, 2*time.Second)
+		defer cancel()
+		if _, err := d.a.log.Append(wctx, logKey, d.a.src.New(l, events.WithCorrelation(sub.TaskID)), logMaxEntries); err != nil {
+			lg.Warn("task output lost", "err", err, "bytes", len(l.Data))
+		}
+	})
+	start := time.Now()
+	var res Result
+	if !slices.Contains(BuiltinTasks, sub.Task) {
+		msg := fmt.Sprintf("task %q is not available on worker %s (it runs: %v)", sub.Task, d.a.cfg.Hostname, BuiltinTasks)
+		fmt.Fprintf(out.stream("stderr"), "celeroot: %s\n", msg)
+		res = Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: msg}
+	} else {
+		res = d.a.cfg.Exec.Exec(ctx, sub, out.stream("stdout"), out.stream("stderr"))
+	}
+	took := time.Since(start)
+	out.Close()
+	return res, took
+}
+
+func (d *dispatcher) ack(ctx context.Context, m streams.Message) {
+	err := d.a.retry(ctx, "ack", func(ctx context.Context) error { return d.reader.Ack(ctx, m.Stream, m.ID) })
+	if err != nil {
+		d.lg.Warn("ack failed; the entry will be delivered again", "entry", m.ID, "err", err)
+	}
+}
+
+func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason string) {
+	fields, _ := events.Encode(m.Envelope)
+	values := map[string]any{}
+	for i := 0; i+1 < len(fields); i += 2 {
+		values[fmt.Sprint(fields[i])] = fields[i+1]
+	}
+	err := d.a.retry(ctx, "dead-letter", func(ctx context.Context) error {
+		return streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
+			Stream: m.Stream, EntryID: m.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname,
+			Reason: reason, Fields: values,
+		})
+	})
+	if err != nil {
+		return
+	}
+	d.lg.Warn("entry dead-lettered", "entry", m.ID, "reason", reason)
+	d.ack(ctx, m)
+}

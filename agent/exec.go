@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+)
+
+// Executor runs one task attempt, writing its output to stdout and stderr.
+// The context is cancelled when the task's timeout passes or the agent is
+// stopping for good; the executor must then stop the work and return.
+type Executor interface {
+	Exec(ctx context.Context, t events.TaskSubmitted, stdout, stderr io.Writer) Result
+}
+
+// Result is how an attempt ended.
+type Result struct {
+	Outcome  events.Outcome
+	ExitCode int
+	// Error explains a failure that is not the command's own exit status:
+	// a command that could not be started, a timeout.
+	Error string
+}
+
+// Exit codes for failures before or around the command, as shells use them.
+const (
+	ExitNotFound   = 127
+	ExitNotRunable = 126
+	ExitKilled     = 137
+)
+
+// killGrace is how long a killed command's output pipes may stay open (a
+// daemonised grandchild holding them) before Wait gives up on them.
+const killGrace = 2 * time.Second
+
+// CommandExecutor runs the task's argv directly, never through a shell, in
+// its own process group so a timeout kills the whole process tree.
+type CommandExecutor struct{}
+
+// Exec implements Executor.
+func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout, stderr io.Writer) Result {
+	if len(t.Argv) == 0 {
+		return Result{Outcome: events.Failed, ExitCode: ExitNotRunable,
+			Error: "no command given: pass it after --, as in: celeroot task run command --target web1 -- uname -a"}
+	}
+	cmd := exec.Command(t.Argv[0], t.Argv[1:]...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = killGrace
+	if err := cmd.Start(); err != nil {
+		code := ExitNotRunable
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, syscall.ENOENT) {
+			code = ExitNotFound
+		}
+		msg := fmt.Sprintf("cannot start %q: %v", t.Argv[0], err)
+		fmt.Fprintf(stderr, "celeroot: %s\n", msg)
+		return Result{Outcome: events.Failed, ExitCode: code, Error: msg}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Kill the process group: the command and everything it started.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		reason := "cancelled: the agent is shutting down"
+		out := events.Failed
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			reason = fmt.Sprintf("timed out after %s; the process group was killed", t.Timeout())
+			out = events.TimedOut
+		}
+		fmt.Fprintf(stderr, "celeroot: %s\n", reason)
+		return Result{Outcome: out, ExitCode: ExitKilled, Error: reason}
+	}
+	if err == nil {
+		return Result{Outcome: events.Succeeded}
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code := exitErr.ExitCode()
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return Result{Outcome: events.Failed, ExitCode: 128 + int(ws.Signal()), Error: "killed by " + ws.Signal().String()}
+		}
+		return Result{Outcome: events.Failed, ExitCode: code}
+	}
+	return Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: err.Error()}
+}
+
+// NopExecutor succeeds at once without running anything; benchmarks use it
+// to measure celeroot's own overhead.
+type NopExecutor struct{}
+
+// Exec implements Executor.
+func (NopExecutor) Exec(context.Context, events.TaskSubmitted, io.Writer, io.Writer) Result {
+	return Result{Outcome: events.Succeeded}
+}

@@ -1,0 +1,85 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/celeroot/celeroot/agent"
+	"github.com/urfave/cli/v3"
+)
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run the worker daemon on this host",
+		Description: `Registers this host as a worker, heartbeats, and runs the tasks sent to it
+or to its role's queue. SIGTERM (or Ctrl-C) drains: no new tasks are taken,
+running ones get --shutdown-timeout to finish, then the agent leaves.
+
+Examples:
+  celeroot agent --redis redis://10.0.0.5:6379 --role webserver --label tier=web
+  CELEROOT_REDIS_PASSWORD=... celeroot agent --hostname web1 --role webserver`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "hostname", Usage: "worker name (default: this host's name)", Sources: cli.EnvVars("CELEROOT_HOSTNAME")},
+			&cli.StringFlag{Name: "role", Usage: "worker role, such as webserver", Required: true, Sources: cli.EnvVars("CELEROOT_ROLE")},
+			&cli.StringSliceFlag{Name: "label", Usage: "label k=v (repeatable)"},
+			&cli.IntFlag{Name: "concurrency", Usage: "tasks run at once", Value: agent.DefaultConcurrency},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
+			&cli.DurationFlag{Name: "shutdown-timeout", Usage: "how long running tasks may finish after SIGTERM", Value: agent.DefaultShutdownTimeout},
+			&cli.BoolFlag{Name: "projector", Usage: "also maintain the projections (status views); run it in at least two agents", Value: true},
+		},
+		Action: runAgent,
+	}
+}
+
+func runAgent(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Args().Len() > 0 {
+		return usagef("unexpected argument %q", cmd.Args().First())
+	}
+	host := cmd.String("hostname")
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --hostname given and the host name is unknown: %w", err)
+		}
+		host = strings.Split(h, ".")[0]
+	}
+	labels, err := parseLabels(cmd.StringSlice("label"))
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cmd, cmd.Root().ErrWriter)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	cfg := agent.Config{
+		Keys: e.keys, Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
+		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
+		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"),
+		Logger: logger,
+	}
+	return agent.Run(ctx, e.rdb, cfg)
+}
+
+// parseLabels parses k=v pairs (each may also be a comma-separated list).
+func parseLabels(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range in {
+		for _, kv := range strings.Split(item, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			if !ok || k == "" {
+				return nil, usagef("--label %q: use key=value, as in --label tier=web", kv)
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
+}

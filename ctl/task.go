@@ -1,0 +1,525 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/oklog/ulid/v2"
+	"github.com/urfave/cli/v3"
+)
+
+func taskCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "task",
+		Usage: "run tasks and look at their status and output",
+		Commands: []*cli.Command{
+			{
+				Name:      "run",
+				Usage:     "submit a task to a worker, to every worker of a role, or to a role's queue",
+				ArgsUsage: "<task> [-- command args...]",
+				Description: `Targets:
+  --target web1            the worker named web1
+  --target role:webserver  every healthy worker of the role (one task each)
+  --target all             every healthy worker
+  --queue webserver        any one worker of the role (the first free one)
+
+The built-in task 'command' runs the argv given after --, directly, never
+through a shell.
+
+Examples:
+  celeroot task run command --target web1 --wait -- uname -a
+  celeroot task run command --target role:webserver --wait -- systemctl is-active nginx
+  celeroot task run command --queue database --timeout 10m -- /usr/local/bin/backup`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Usage: "hostname, role:<role>, or all"},
+					&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Usage: "role whose queue takes the task (any one worker)"},
+					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
+					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
+					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
+				},
+				Action: runTask,
+			},
+			{
+				Name:      "status",
+				Usage:     "show a task: state, attempts, worker, timings, outcome",
+				ArgsUsage: "<task-id>",
+				Flags:     []cli.Flag{outputFlag()},
+				Action:    taskStatus,
+			},
+			{
+				Name:      "logs",
+				Usage:     "print a task's output",
+				ArgsUsage: "<task-id>",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing output until the task ends"},
+				},
+				Action: taskLogs,
+			},
+		},
+	}
+}
+
+// dispatchTarget is one resolved destination of a submission.
+type dispatchTarget struct {
+	route events.Route
+	name  string
+}
+
+func runTask(ctx context.Context, cmd *cli.Command) error {
+	args := cmd.Args().Slice()
+	if len(args) == 0 {
+		return usagef("missing the task name: celeroot task run <task> --target <host> [-- argv...]")
+	}
+	name, argv := args[0], args[1:]
+	if name != "command" {
+		return fmt.Errorf("unknown task %q: the built-in tasks are: %s", name, strings.Join([]string{"command"}, ", "))
+	}
+	if len(argv) == 0 {
+		return usagef("task command needs the command to run after --, as in: celeroot task run command --target web1 -- uname -a")
+	}
+	params, err := parseParams(cmd.StringSlice("param"))
+	if err != nil {
+		return err
+	}
+	tflag, qflag := cmd.String("target"), cmd.String("queue")
+	switch {
+	case tflag == "" && qflag == "":
+		return usagef("say where to run it: --target <hostname|role:R|all> or --queue <role>")
+	case tflag != "" && qflag != "":
+		return usagef("--target and --queue exclude each other")
+	}
+	timeout := cmd.Duration("timeout")
+	if timeout < 0 {
+		return usagef("--timeout %s: must be >= 0", timeout)
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	store := projections.NewStore(e.rdb, e.keys)
+
+	var targets []dispatchTarget
+	if qflag != "" {
+		if err := streams.ValidateName("role", qflag); err != nil {
+			return usagef("--queue: %v", err)
+		}
+		targets = []dispatchTarget{{events.RouteQueue, qflag}}
+	} else if targets, err = resolveTarget(ctx, store, tflag, name); err != nil {
+		return err
+	}
+
+	log := streams.NewLog(e.rdb, e.keys)
+	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	jobID := ""
+	if len(targets) > 1 {
+		jobID = ulid.Make().String()
+	}
+	var ids []string
+	for _, t := range targets {
+		id := ulid.Make().String()
+		sub := events.TaskSubmitted{TaskID: id, JobID: jobID, Task: name, Params: params, Argv: argv,
+			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds()}
+		opts := []events.Option{events.WithCorrelation(id)}
+		if jobID != "" {
+			opts = []events.Option{events.WithCorrelation(jobID)}
+		}
+		if _, err := log.Submit(ctx, src.New(sub, opts...)); err != nil {
+			return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), err)
+		}
+		ids = append(ids, id)
+		fmt.Fprintln(cmd.Root().Writer, id)
+	}
+	errw := cmd.Root().ErrWriter
+	if len(targets) > 1 {
+		names := make([]string, len(targets))
+		for i, t := range targets {
+			names[i] = t.name
+		}
+		fmt.Fprintf(errw, "job %s: %d tasks on %s\n", jobID, len(ids), strings.Join(names, ", "))
+	}
+	if !cmd.Bool("wait") {
+		return nil
+	}
+	labels := make([]string, len(targets))
+	if len(targets) > 1 {
+		for i, t := range targets {
+			labels[i] = t.name
+		}
+	}
+	done, err := follow(ctx, e, store, ids, labels, cmd.Root().Writer, errw)
+	if err != nil {
+		return err
+	}
+	return summarize(done, errw)
+}
+
+// resolveTarget turns --target into destinations, checked against the
+// worker projection.
+func resolveTarget(ctx context.Context, store *projections.Store, target, task string) ([]dispatchTarget, error) {
+	workers, err := store.Workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	canRun := func(w projections.Worker) bool { return len(w.Tasks) == 0 || slices.Contains(w.Tasks, task) }
+	var out []dispatchTarget
+	switch {
+	case target == "all" || strings.HasPrefix(target, "role:"):
+		role := strings.TrimPrefix(target, "role:")
+		if target != "all" {
+			if err := streams.ValidateName("role", role); err != nil {
+				return nil, usagef("--target: %v", err)
+			}
+		}
+		roles := map[string]bool{}
+		var unhealthy []string
+		for _, w := range workers {
+			roles[w.Role] = true
+			if target != "all" && w.Role != role {
+				continue
+			}
+			if st := w.State(now); st != projections.WorkerHealthy {
+				unhealthy = append(unhealthy, w.Hostname+" ("+st+")")
+				continue
+			}
+			if canRun(w) {
+				out = append(out, dispatchTarget{events.RouteWorker, w.Hostname})
+			}
+		}
+		if len(out) == 0 {
+			msg := fmt.Sprintf("--target %s matched no healthy worker that runs %q", target, task)
+			if len(unhealthy) > 0 {
+				msg += "; not healthy: " + strings.Join(unhealthy, ", ")
+			}
+			if known := sortedKeys(roles); len(known) > 0 {
+				msg += "; known roles: " + strings.Join(known, ", ")
+			} else {
+				msg += "; no worker has registered yet (start one with 'celeroot agent')"
+			}
+			return nil, errors.New(msg)
+		}
+		return out, nil
+	}
+	if err := streams.ValidateName("hostname", target); err != nil {
+		return nil, usagef("--target: %v (or use role:<role> or all)", err)
+	}
+	for _, w := range workers {
+		if w.Hostname == target {
+			if !canRun(w) {
+				return nil, fmt.Errorf("worker %s cannot run %q: it runs %s", target, task, strings.Join(w.Tasks, ", "))
+			}
+			return []dispatchTarget{{events.RouteWorker, target}}, nil
+		}
+	}
+	names := make([]string, 0, len(workers))
+	for _, w := range workers {
+		names = append(names, w.Hostname)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("--target %s: no worker has registered yet (start one with 'celeroot agent')", target)
+	}
+	return nil, fmt.Errorf("--target %s: no such worker; known workers: %s", target, strings.Join(names, ", "))
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func parseParams(in []string) (map[string]any, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := map[string]any{}
+	for _, kv := range in {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--param %q: use name=value, as in --param package=nginx", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// actor names the user running the CLI, for the audit trail.
+func actor() string {
+	u := "unknown"
+	if v := osUser(); v != "" {
+		u = v
+	}
+	return "cli:" + u
+}
+
+// pollEvery is how often a follower looks for new output and for the end.
+const pollEvery = 150 * time.Millisecond
+
+// follow prints the output of tasks as it comes, until every task has an
+// outcome, and returns their final projections. With several tasks, each
+// line is prefixed by its label.
+func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer) ([]projections.Task, error) {
+	last := make([]string, len(ids))
+	for i := range last {
+		last[i] = "-"
+	}
+	done := make([]*projections.Task, len(ids))
+	partial := make([]map[string]string, len(ids)) // unterminated line per stream
+	for i := range partial {
+		partial[i] = map[string]string{}
+	}
+	write := func(i int, stream, data string) {
+		w := stdout
+		if stream == "stderr" {
+			w = stderr
+		}
+		if labels[i] == "" {
+			io.WriteString(w, data)
+			return
+		}
+		data = partial[i][stream] + data
+		lines := strings.SplitAfter(data, "\n")
+		partial[i][stream] = lines[len(lines)-1]
+		for _, l := range lines[:len(lines)-1] {
+			fmt.Fprintf(w, "%s | %s", labels[i], l)
+		}
+	}
+	for {
+		remaining := 0
+		for i := range ids {
+			if done[i] != nil {
+				continue
+			}
+			remaining++
+			// Read the task's state before its output: output written before
+			// the task ended is then certainly read below.
+			t, err := store.Task(ctx, ids[i])
+			finished := err == nil && t.Done()
+			if err != nil && !errors.Is(err, projections.ErrNotFound) {
+				return nil, err
+			}
+			for {
+				msgs, err := e.rdb.XRangeN(ctx, e.keys.TaskLog(ids[i]), exclusive(last[i]), "+", 500).Result()
+				if err != nil {
+					return nil, fmt.Errorf("read output of task %s: %w", ids[i], err)
+				}
+				for _, m := range msgs {
+					last[i] = m.ID
+					env, err := events.Decode(m.Values)
+					if err != nil {
+						continue
+					}
+					if l, ok := env.Payload.(events.TaskLog); ok {
+						write(i, l.Stream, l.Data)
+					}
+				}
+				if len(msgs) < 500 {
+					break
+				}
+			}
+			if finished {
+				for stream, rest := range partial[i] {
+					if rest != "" {
+						write(i, stream, "\n")
+					}
+				}
+				done[i] = &t
+				remaining--
+			}
+		}
+		if remaining == 0 {
+			out := make([]projections.Task, len(done))
+			for i, t := range done {
+				out[i] = *t
+			}
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped waiting (the tasks go on; see 'celeroot task status %s'): %w", ids[0], ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func exclusive(id string) string {
+	if id == "-" {
+		return "-"
+	}
+	return "(" + id
+}
+
+// summarize reports the outcome of waited tasks: nil if all succeeded.
+func summarize(tasks []projections.Task, stderr io.Writer) error {
+	failed := 0
+	for _, t := range tasks {
+		if t.Outcome == events.Succeeded {
+			continue
+		}
+		failed++
+		msg := fmt.Sprintf("task %s %s on %s", t.ID, strings.ReplaceAll(string(t.Outcome), "_", " "), orDash(t.Worker))
+		if t.Outcome == events.Failed {
+			msg += fmt.Sprintf(" (exit code %d)", t.ExitCode)
+		}
+		if t.Error != "" {
+			msg += ": " + t.Error
+		}
+		fmt.Fprintf(stderr, "celeroot: %s\n", msg)
+	}
+	if failed == 0 {
+		return nil
+	}
+	if len(tasks) > 1 {
+		return exitError{code: ExitFailure, msg: fmt.Sprintf("%d of %d tasks did not succeed", failed, len(tasks))}
+	}
+	return exitError{code: ExitFailure}
+}
+
+func taskStatus(ctx context.Context, cmd *cli.Command) error {
+	id, err := oneArg(cmd, "task-id")
+	if err != nil {
+		return err
+	}
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	t, err := projections.NewStore(e.rdb, e.keys).Task(ctx, id)
+	if errors.Is(err, projections.ErrNotFound) {
+		return fmt.Errorf("no task %s in cluster %s (list recent tasks with 'celeroot task list')", id, e.keys.Cluster)
+	}
+	if err != nil {
+		return err
+	}
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, t); ok {
+		return err
+	}
+	now := time.Now()
+	tw := newTable(w)
+	target := t.Target
+	if t.Route == events.RouteQueue {
+		target = "queue " + t.Target
+	}
+	fmt.Fprintf(tw, "Task:\t%s\n", t.ID)
+	fmt.Fprintf(tw, "Name:\t%s\n", t.Task)
+	if len(t.Argv) > 0 {
+		fmt.Fprintf(tw, "Command:\t%s\n", quoteArgv(t.Argv))
+	}
+	if t.JobID != "" {
+		fmt.Fprintf(tw, "Job:\t%s\n", t.JobID)
+	}
+	fmt.Fprintf(tw, "Target:\t%s\n", target)
+	fmt.Fprintf(tw, "State:\t%s\n", t.State)
+	if t.Done() {
+		fmt.Fprintf(tw, "Exit code:\t%d\n", t.ExitCode)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(tw, "Error:\t%s\n", t.Error)
+	}
+	fmt.Fprintf(tw, "Submitted:\t%s (%s) by %s\n", fmtTime(t.SubmittedAt), ago(now, t.SubmittedAt), orDash(t.SubmittedBy))
+	if !t.FinishedAt.IsZero() {
+		fmt.Fprintf(tw, "Finished:\t%s (%s)\n", fmtTime(t.FinishedAt), ago(now, t.FinishedAt))
+	}
+	tw.Flush()
+	if len(t.Attempts) == 0 {
+		fmt.Fprintln(w, "\nNo attempt yet.")
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "ATTEMPT\tWORKER\tSTARTED\tDURATION\tOUTCOME\tEXIT")
+	for _, a := range t.Attempts {
+		outcome := orDash(string(a.Outcome))
+		if a.Stale {
+			outcome += " (stale)"
+		}
+		dur, exit := "-", "-"
+		if !a.FinishedAt.IsZero() {
+			dur = (time.Duration(a.DurationMS) * time.Millisecond).String()
+			exit = fmt.Sprint(a.ExitCode)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Number, orDash(a.Worker), fmtTime(a.StartedAt), dur, outcome, exit)
+	}
+	return tw.Flush()
+}
+
+func taskLogs(ctx context.Context, cmd *cli.Command) error {
+	id, err := oneArg(cmd, "task-id")
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	store := projections.NewStore(e.rdb, e.keys)
+	if _, err := store.Task(ctx, id); errors.Is(err, projections.ErrNotFound) {
+		return fmt.Errorf("no task %s in cluster %s", id, e.keys.Cluster)
+	} else if err != nil {
+		return err
+	}
+	out, errw := cmd.Root().Writer, cmd.Root().ErrWriter
+	if cmd.Bool("follow") {
+		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw)
+		return err
+	}
+	return streams.Replay(ctx, e.rdb, e.keys.TaskLog(id), "-", "+", 0, func(en streams.Entry) error {
+		if l, ok := en.Envelope.Payload.(events.TaskLog); ok && en.Err == nil {
+			w := out
+			if l.Stream == "stderr" {
+				w = errw
+			}
+			_, err := io.WriteString(w, l.Data)
+			return err
+		}
+		return nil
+	})
+}
+
+func oneArg(cmd *cli.Command, name string) (string, error) {
+	switch cmd.Args().Len() {
+	case 0:
+		return "", usagef("missing <%s>", name)
+	case 1:
+		return cmd.Args().First(), nil
+	}
+	return "", usagef("one <%s> expected, got %d arguments", name, cmd.Args().Len())
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05.000")
+}
+
+func quoteArgv(argv []string) string {
+	parts := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`;&|<>*?()[]{}!#~") {
+			parts[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		} else {
+			parts[i] = a
+		}
+	}
+	return strings.Join(parts, " ")
+}

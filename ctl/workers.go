@@ -1,0 +1,106 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/projections"
+	"github.com/urfave/cli/v3"
+)
+
+func workersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "workers",
+		Usage: "look at the workers of the cluster",
+		Commands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list workers with their role, state, labels and last heartbeat",
+				Description: `A worker is healthy while its heartbeats arrive, unhealthy after ` + fmt.Sprint(projections.MissedHeartbeats) + ` missed
+intervals, draining while it finishes its tasks before stopping, and left
+once it stopped cleanly.
+
+Examples:
+  celeroot workers list
+  celeroot workers list --role webserver -o json`,
+				Flags: []cli.Flag{
+					outputFlag(),
+					&cli.StringFlag{Name: "role", Usage: "only workers of this role"},
+				},
+				Action: workersList,
+			},
+		},
+	}
+}
+
+// workerView is a worker as printed by JSON and YAML output.
+type workerView struct {
+	projections.Worker
+	State string `json:"state"`
+}
+
+func workersList(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Args().Len() > 0 {
+		return usagef("unexpected argument %q", cmd.Args().First())
+	}
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	all, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	views := []workerView{}
+	for _, w := range all {
+		if r := cmd.String("role"); r != "" && w.Role != r {
+			continue
+		}
+		views = append(views, workerView{w, w.State(now)})
+	}
+	out := cmd.Root().Writer
+	if ok, err := writeData(out, format, views); ok {
+		return err
+	}
+	if len(views) == 0 {
+		fmt.Fprintf(cmd.Root().ErrWriter, "No workers in cluster %s. Start one with: celeroot agent --role <role>\n", e.keys.Cluster)
+		return nil
+	}
+	tw := newTable(out)
+	if format == "wide" {
+		fmt.Fprintln(tw, "HOSTNAME\tROLE\tSTATE\tLABELS\tLAST HEARTBEAT\tRUNNING\tVERSION\tPID\tTASKS")
+	} else {
+		fmt.Fprintln(tw, "HOSTNAME\tROLE\tSTATE\tLABELS\tLAST HEARTBEAT\tRUNNING")
+	}
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d", v.Hostname, v.Role, v.State, formatLabels(v.Labels), ago(now, v.LastHeartbeat), v.Running)
+		if format == "wide" {
+			fmt.Fprintf(tw, "\t%s\t%d\t%s", orDash(v.Version), v.PID, strings.Join(v.Tasks, ","))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// osUser returns "user@host" of whoever runs the CLI.
+func osUser() string {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	if host != "" {
+		return name + "@" + strings.Split(host, ".")[0]
+	}
+	return name
+}
