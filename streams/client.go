@@ -287,6 +287,12 @@ func ping(ctx context.Context, rdb redis.UniversalClient, display string) (strin
 	ch := make(chan result, 1)
 	go func() {
 		info, err := rdb.Info(ctx, "cluster").Result()
+		var rerr redis.Error
+		if errors.As(err, &rerr) && !isAuthError(err) {
+			// The server answered but has no cluster section (an embedded
+			// Redis-compatible server): it is reachable and not a cluster.
+			info, err = "", nil
+		}
 		ch <- result{info, err}
 	}()
 	select {
@@ -308,12 +314,16 @@ var (
 
 // ConnError explains a failure to reach Redis at display, with what to check.
 func ConnError(display string, err error) error {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"),
-		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+	case isAuthError(err):
 		return fmt.Errorf("%w at %s: %v (set the password in the URL or in $%s)", ErrAuth, display, err, EnvPassword)
 	default:
 		return fmt.Errorf("%w at %s: %v (is Redis running there? check --redis or $CELEROOT_REDIS_URL)", ErrUnreachable, display, err)
 	}
+}
+
+func isAuthError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") ||
+		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
 }
