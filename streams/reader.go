@@ -120,25 +120,56 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 	if max > 0 && max < count {
 		count = max
 	}
-	var ids []string
-	var streams []string
-	block := time.Duration(-1) // pending reads never block
+	var streams, ids []string
 	for _, s := range r.opts.Streams {
 		if c := r.pending[s]; c != "" {
 			streams, ids = append(streams, s), append(ids, c)
 		}
 	}
-	if len(streams) == 0 {
-		streams = r.opts.Streams
-		for range streams {
-			ids = append(ids, ">")
+	if len(streams) > 0 {
+		// Re-deliver this consumer's own pending entries (read before a
+		// crash, never acknowledged). History reads never block.
+		res, err := r.read(ctx, streams, ids, count, -1)
+		if err != nil {
+			return nil, err
 		}
-		block = r.opts.Block
+		got := map[string]int{}
+		for _, st := range res {
+			got[st.Stream] = len(st.Messages)
+			if n := len(st.Messages); n > 0 {
+				r.pending[st.Stream] = st.Messages[n-1].ID
+			}
+		}
+		for _, s := range streams {
+			if int64(got[s]) < count {
+				r.pending[s] = "" // drained
+			}
+		}
+		if out := r.decode(ctx, res); len(out) > 0 {
+			return out, nil
+		}
+		for _, s := range streams {
+			if r.pending[s] != "" {
+				return nil, nil // more history to read next time
+			}
+		}
 	}
+	streams, ids = r.opts.Streams, ids[:0]
+	for range streams {
+		ids = append(ids, ">")
+	}
+	res, err := r.read(ctx, streams, ids, count, r.opts.Block)
+	if err != nil {
+		return nil, err
+	}
+	return r.decode(ctx, res), nil
+}
+
+func (r *Reader) read(ctx context.Context, streams, ids []string, count int64, block time.Duration) ([]redis.XStream, error) {
 	res, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    r.opts.Group,
 		Consumer: r.opts.Consumer,
-		Streams:  append(streams, ids...),
+		Streams:  append(append([]string(nil), streams...), ids...),
 		Count:    count,
 		Block:    block,
 	}).Result()
@@ -152,20 +183,17 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 		}
 		return nil, fmt.Errorf("read %s as %s/%s: %w", strings.Join(streams, ","), r.opts.Group, r.opts.Consumer, err)
 	}
+	return res, nil
+}
+
+// decode turns entries into messages, dead-lettering those that cannot be
+// processed: deleted while pending, or not decodable.
+func (r *Reader) decode(ctx context.Context, res []redis.XStream) []Message {
 	var out []Message
 	for _, st := range res {
-		if block < 0 {
-			// Reading history: advance the cursor, or finish when empty.
-			if len(st.Messages) == 0 {
-				r.pending[st.Stream] = ""
-			} else {
-				r.pending[st.Stream] = st.Messages[len(st.Messages)-1].ID
-			}
-		}
 		for _, m := range st.Messages {
 			if m.Values == nil {
-				// The entry was trimmed or deleted while pending.
-				r.deadLetter(ctx, st.Stream, m, "entry deleted from the stream while pending (trimmed before it was processed)")
+				r.deadLetter(ctx, st.Stream, m, reasonDeleted)
 				continue
 			}
 			env, err := events.Decode(m.Values)
@@ -176,21 +204,11 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 			out = append(out, Message{Stream: st.Stream, ID: m.ID, Envelope: env})
 		}
 	}
-	// Drop the history streams that returned nothing at all from the result
-	// set: the cursor of streams absent from res is finished too.
-	if block < 0 {
-		seen := map[string]bool{}
-		for _, st := range res {
-			seen[st.Stream] = true
-		}
-		for _, s := range streams {
-			if !seen[s] {
-				r.pending[s] = ""
-			}
-		}
-	}
-	return out, nil
+	return out
 }
+
+// reasonDeleted is the dead-letter reason of an entry trimmed while pending.
+const reasonDeleted = "entry deleted from the stream while pending (trimmed before it was processed)"
 
 // Ack acknowledges processed entries of one stream.
 func (r *Reader) Ack(ctx context.Context, stream string, ids ...string) error {
@@ -255,20 +273,9 @@ func (r *Reader) Reclaim(ctx context.Context, minIdle time.Duration, max int64) 
 				return out, fmt.Errorf("reclaim %s: %w", s, err)
 			}
 			for _, id := range deleted {
-				r.deadLetter(ctx, s, redis.XMessage{ID: id}, "entry deleted from the stream while pending (trimmed before it was processed)")
+				r.deadLetter(ctx, s, redis.XMessage{ID: id}, reasonDeleted)
 			}
-			for _, m := range msgs {
-				if m.Values == nil {
-					r.deadLetter(ctx, s, m, "entry deleted from the stream while pending (trimmed before it was processed)")
-					continue
-				}
-				env, err := events.Decode(m.Values)
-				if err != nil {
-					r.deadLetter(ctx, s, m, err.Error())
-					continue
-				}
-				out = append(out, Message{Stream: s, ID: m.ID, Envelope: env})
-			}
+			out = append(out, r.decode(ctx, []redis.XStream{{Stream: s, Messages: msgs}})...)
 			if next == "0-0" || next == "" {
 				break
 			}
