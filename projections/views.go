@@ -53,7 +53,7 @@ func (w Worker) State(now time.Time) string {
 		iv = 5 * time.Second
 	}
 	last := w.LastHeartbeat
-	if last.IsZero() {
+	if w.RegisteredAt.After(last) {
 		last = w.RegisteredAt
 	}
 	if now.Sub(last) > MissedHeartbeats*iv {
@@ -89,8 +89,10 @@ func WorkerFromRecord(host string, r Record) Worker {
 		w.LeftAt = parseTime(r["left_at"])
 		w.LeftReason = r["left_reason"]
 	}
-	if !w.LeftAt.IsZero() {
-		w.Draining = false
+	// A registration after the last heartbeat is a restart: what that
+	// heartbeat said about running tasks and draining is over.
+	if Newer(r[VersionPrefix+"reg"], r[VersionPrefix+"hb"]) || !w.LeftAt.IsZero() {
+		w.Draining, w.Running = false, 0
 	}
 	return w
 }

@@ -1,0 +1,181 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/celeroot/celeroot/streams/streamstest"
+	"github.com/google/go-cmp/cmp"
+	"github.com/oklog/ulid/v2"
+)
+
+func TestMain(m *testing.M) { os.Exit(streamstest.Main(m)) }
+
+var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+
+// history is a task's life with a reclaimed attempt, and a worker's.
+func history() []streams.Message {
+	src := events.Source{Cluster: "c", Actor: "cli:alice"}
+	var n int
+	msg := func(p events.Payload) streams.Message {
+		n++
+		e := src.New(p)
+		e.Time = t0.Add(time.Duration(n) * time.Second)
+		return streams.Message{Stream: "s", ID: fmt.Sprintf("%d-%d", 1700000000000+int64(n/3), n%3), Envelope: e}
+	}
+	return []streams.Message{
+		msg(events.WorkerRegistered{Hostname: "web1", Role: "webserver", Labels: map[string]string{"tier": "web"}, Tasks: []string{"command"}, HeartbeatMS: 1000}),
+		msg(events.TaskSubmitted{TaskID: "t1", Task: "command", Argv: []string{"uname"}, Route: events.RouteQueue, Target: "webserver", TimeoutMS: 1000}),
+		msg(events.WorkerHeartbeat{Hostname: "web1", Seq: 1, Running: 1, HeartbeatMS: 1000}),
+		msg(events.TaskStarted{TaskID: "t1", Attempt: 1, Worker: "web1"}),
+		msg(events.TaskStarted{TaskID: "t1", Attempt: 2, Worker: "web2"}),
+		msg(events.TaskFinished{TaskID: "t1", Attempt: 2, Worker: "web2", Outcome: events.Succeeded, DurationMS: 5}),
+		msg(events.TaskFinished{TaskID: "t1", Attempt: 1, Worker: "web1", Outcome: events.Failed, ExitCode: 1, Stale: true}),
+		msg(events.WorkerHeartbeat{Hostname: "web1", Seq: 2, Running: 0, HeartbeatMS: 1000, Draining: true}),
+		msg(events.WorkerLeft{Hostname: "web1", Reason: "stopped"}),
+	}
+}
+
+func fold(msgs []streams.Message) projections.Records {
+	recs := projections.Records{}
+	for _, m := range msgs {
+		for _, p := range projections.Reduce(m.Envelope, m.ID) {
+			recs.Apply(p)
+		}
+	}
+	return recs
+}
+
+func TestTaskView(t *testing.T) {
+	recs := fold(history())
+	got := projections.TaskFromRecord("t1", recs[projections.Ref{Kind: projections.KindTask, ID: "t1"}])
+	want := projections.Task{
+		ID: "t1", Task: "command", Route: events.RouteQueue, Target: "webserver", Argv: []string{"uname"},
+		TimeoutMS: 1000, SubmittedAt: t0.Add(2 * time.Second), SubmittedBy: "cli:alice",
+		State: "succeeded", Outcome: events.Succeeded, FinishedAt: t0.Add(6 * time.Second), Worker: "web2",
+		Attempts: []projections.Attempt{
+			{Number: 1, Worker: "web1", StartedAt: t0.Add(4 * time.Second), FinishedAt: t0.Add(7 * time.Second),
+				Outcome: events.Failed, ExitCode: 1, Stale: true},
+			{Number: 2, Worker: "web2", StartedAt: t0.Add(5 * time.Second), FinishedAt: t0.Add(6 * time.Second),
+				Outcome: events.Succeeded, DurationMS: 5},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("TaskFromRecord mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestWorkerStates(t *testing.T) {
+	msgs := history()
+	tests := []struct {
+		name string
+		upTo int // events folded
+		now  time.Time
+		want string
+	}{
+		{"registered", 1, t0.Add(2 * time.Second), projections.WorkerHealthy},
+		{"heartbeat", 3, t0.Add(4 * time.Second), projections.WorkerHealthy},
+		{"missed heartbeats", 3, t0.Add(7 * time.Second), projections.WorkerUnhealthy},
+		{"draining", 8, t0.Add(9 * time.Second), projections.WorkerDraining},
+		{"left", 9, t0.Add(time.Hour), projections.WorkerLeft},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs := fold(msgs[:tt.upTo])
+			w := projections.WorkerFromRecord("web1", recs[projections.Ref{Kind: projections.KindWorker, ID: "web1"}])
+			if got := w.State(tt.now); got != tt.want {
+				t.Errorf("State after %d events at %v = %s, want %s", tt.upTo, tt.now.Sub(t0), got, tt.want)
+			}
+		})
+	}
+	// Registering again after leaving makes the worker alive again.
+	again := append(append([]streams.Message(nil), msgs...), streams.Message{ID: "1700000000009-0",
+		Envelope: events.Source{}.New(events.WorkerRegistered{Hostname: "web1", Role: "webserver", HeartbeatMS: 1000})})
+	again[len(again)-1].Envelope.Time = t0.Add(20 * time.Second)
+	w := projections.WorkerFromRecord("web1", fold(again)[projections.Ref{Kind: projections.KindWorker, ID: "web1"}])
+	if got := w.State(t0.Add(21 * time.Second)); got != projections.WorkerHealthy {
+		t.Errorf("State after re-registering = %s, want healthy", got)
+	}
+}
+
+// The projections are the same whatever the order and number of deliveries.
+func TestFoldIsOrderAndDuplicateSafe(t *testing.T) {
+	msgs := history()
+	want := fold(msgs)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 200 {
+		shuffled := append(append([]streams.Message(nil), msgs...), msgs[rng.IntN(len(msgs))], msgs[rng.IntN(len(msgs))])
+		rng.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		if diff := cmp.Diff(want, fold(shuffled)); diff != "" {
+			t.Fatalf("permutation %d gives another projection (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+func TestNewer(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"10-0", "9-0", true}, // a string compare gets this wrong
+		{"9-0", "10-0", false},
+		{"5-10", "5-9", true},
+		{"5-1", "5-1", false},
+		{"x", "5-1", false},
+		{"5-1", "", true},
+	}
+	for _, tt := range tests {
+		if got := projections.Newer(tt.a, tt.b); got != tt.want {
+			t.Errorf("Newer(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// The Lua store gives exactly the in-memory fold, in any order, applied twice.
+func TestStoreMatchesFold(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, _ := streams.NewKeys(streamstest.ClusterName(t), 0)
+			store := projections.NewStore(srv.Client(t), keys)
+			msgs := history()
+			rev := make([]streams.Message, len(msgs))
+			for i, m := range msgs {
+				rev[len(msgs)-1-i] = m
+			}
+			for _, batch := range [][]streams.Message{rev[:4], rev[4:], msgs} {
+				if err := store.Apply(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := fold(msgs)
+			for ref, rec := range want {
+				got, err := store.Record(ctx, ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(rec, got); diff != "" {
+					t.Errorf("%v: store differs from fold (-fold +store):\n%s", ref, diff)
+				}
+			}
+			ws, err := store.Workers(ctx)
+			if err != nil || len(ws) != 1 || ws[0].Hostname != "web1" {
+				t.Errorf("Workers = %v, %v; want web1", ws, err)
+			}
+			ts, err := store.Tasks(ctx, time.Time{}, 10)
+			if err != nil || len(ts) != 1 || ts[0].ID != "t1" || ts[0].State != "succeeded" {
+				t.Errorf("Tasks = %v, %v; want t1 succeeded", ts, err)
+			}
+			if _, err := store.Task(ctx, ulid.Make().String()); err == nil {
+				t.Error("Task of an unknown id: no error")
+			}
+		})
+	}
+}
