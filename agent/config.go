@@ -87,3 +87,22 @@ func (c *Config) setDefaults() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PoolSize is the Redis connection pool an agent with this config needs
+// (per node on Redis Cluster): each blocking reader pins a connection for
+// up to Block, and every running task may hold one for its writes.
+func (c Config) PoolSize() int {
+	concurrency := c.Concurrency
+	if concurrency == 0 {
+		concurrency = DefaultConcurrency
+	}
+	readers := 2 // the worker's dispatch stream and its role's queue
+	if c.Projector {
+		shards := c.Keys.Shards
+		if shards == 0 {
+			shards = streams.DefaultShards
+		}
+		readers += shards
+	}
+	return concurrency + readers + 4
+}

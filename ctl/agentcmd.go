@@ -54,17 +54,18 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	e, err := connect(ctx, cmd, 0)
-	if err != nil {
-		return err
-	}
-	defer e.rdb.Close()
 	cfg := agent.Config{
-		Keys: e.keys, Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
+		Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
 		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
 		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"),
 		Logger: logger,
 	}
+	e, err := connect(ctx, cmd, cfg.PoolSize())
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	cfg.Keys = e.keys
 	return agent.Run(ctx, e.rdb, cfg)
 }
 
