@@ -1,0 +1,40 @@
+# celeroot developer tasks. `make test` is what CI runs (see .ci/run).
+
+GO ?= go
+
+.PHONY: test ensure-redis bench check dev schema fuzz build
+
+# Full test suite, with the race detector, against real Redis servers that
+# the tests start themselves (streams/streamstest).
+test: ensure-redis
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+# Install redis-server if it is missing (apt-get, as root), or say how to.
+ensure-redis:
+	scripts/ensure-redis
+
+bench: ensure-redis
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=2s ./...
+
+# Static checks: vet, formatting, staticcheck and the package import rules.
+check:
+	$(GO) vet ./...
+	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*'))"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt needed on:"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(GO) test -count=1 -run TestImportDirection ./...
+
+# Local single-node deployment for development.
+dev:
+	$(GO) run ./cmd/celeroot dev
+
+schema:
+	$(GO) generate ./schema/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./events/
+
+build:
+	$(GO) build -o bin/celeroot ./cmd/celeroot
