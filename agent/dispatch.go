@@ -113,11 +113,14 @@ func (d *dispatcher) handle(m streams.Message) {
 	}
 	defer d.a.inflight.Delete(sub.TaskID)
 
+	// One envelope for all tries: the store recognises a retried call by
+	// its event id.
+	startEv := d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
+		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
 	var res streams.StartResult
 	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
 		var err error
-		res, err = d.a.log.Start(ctx, d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
-			events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String())))
+		res, err = d.a.log.Start(ctx, startEv, m.Stream+"/"+m.ID)
 		if errors.Is(err, streams.ErrUnknownTask) {
 			return nil
 		}
@@ -128,6 +131,10 @@ func (d *dispatcher) handle(m streams.Message) {
 		return // stopping; the entry stays pending
 	case res.Done:
 		lg.Info("task already finished; acknowledged without running")
+		d.ack(ctx, m)
+		return
+	case res.Duplicate:
+		lg.Info("duplicate dispatch of a task running elsewhere; acknowledged without running")
 		d.ack(ctx, m)
 		return
 	case res.Attempt == 0:
@@ -142,10 +149,11 @@ func (d *dispatcher) handle(m streams.Message) {
 
 	fin := events.TaskFinished{TaskID: sub.TaskID, Attempt: res.Attempt, Worker: d.a.cfg.Hostname,
 		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds()}
+	finEv := d.a.src.New(fin, events.WithCorrelation(sub.TaskID))
 	var stale bool
 	err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
 		var err error
-		stale, err = d.a.log.Finish(ctx, d.a.src.New(fin, events.WithCorrelation(sub.TaskID)))
+		stale, err = d.a.log.Finish(ctx, finEv)
 		return err
 	})
 	if err != nil {

@@ -74,6 +74,7 @@ var registry = map[string]func() Payload{
 	TypeTaskStarted:      func() Payload { return &TaskStarted{} },
 	TypeTaskLog:          func() Payload { return &TaskLog{} },
 	TypeTaskFinished:     func() Payload { return &TaskFinished{} },
+	TypeConfigApplied:    func() Payload { return &ConfigApplied{} },
 }
 
 // Types returns every known type name.
@@ -248,6 +249,8 @@ func deref(p Payload) Payload {
 	case *TaskLog:
 		return *v
 	case *TaskFinished:
+		return *v
+	case *ConfigApplied:
 		return *v
 	}
 	return p

@@ -32,7 +32,7 @@ func samplePayloads() []Payload {
 	return []Payload{
 		WorkerRegistered{Hostname: "web1", Role: "webserver", Labels: map[string]string{"tier": "web"},
 			Version: "1.0.0", Tasks: []string{"command"}, PID: 42, HeartbeatMS: 2000},
-		WorkerHeartbeat{Hostname: "web1", Seq: 7, Running: 2, HeartbeatMS: 2000, Draining: true},
+		WorkerHeartbeat{Hostname: "web1", Seq: 7, Running: 2, HeartbeatMS: 2000, Draining: true, Revision: 4},
 		WorkerLeft{Hostname: "web1", Reason: "SIGTERM"},
 		TaskSubmitted{TaskID: "01J", JobID: "01K", Task: "command", Argv: []string{"uname", "-a"},
 			Params: map[string]any{"package": "nginx; rm -rf /"}, Route: RouteQueue, Target: "webserver", TimeoutMS: 5000},
@@ -40,6 +40,7 @@ func samplePayloads() []Payload {
 		TaskLog{TaskID: "01J", Attempt: 2, Stream: "stderr", Seq: 3, Data: "line\n\x00bin\u00e4ry", Truncated: true},
 		TaskFinished{TaskID: "01J", Attempt: 2, Worker: "web2", Outcome: Failed, ExitCode: 127,
 			Error: "exec: \"nope\": executable file not found in $PATH", DurationMS: 12, Stale: true},
+		ConfigApplied{Revision: 3, Document: `{"kind":"Cluster"}`, Hash: strings.Repeat("ab", 32), Message: "more web", RollbackOf: 1},
 	}
 }
 

@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -17,6 +18,7 @@ const (
 	TypeTaskStarted      = "task.started.v1"
 	TypeTaskLog          = "task.log.v1"
 	TypeTaskFinished     = "task.finished.v1"
+	TypeConfigApplied    = "config.applied.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -63,8 +65,8 @@ func (WorkerRegistered) EventType() string { return TypeWorkerRegistered }
 // Validate implements Payload.
 func (p WorkerRegistered) Validate() error {
 	return joinErrs(
-		required("hostname", p.Hostname),
-		required("role", p.Role),
+		name("hostname", p.Hostname),
+		name("role", p.Role),
 		positive("heartbeat_ms", p.HeartbeatMS),
 	)
 }
@@ -78,6 +80,8 @@ type WorkerHeartbeat struct {
 	Running     int   `json:"running"`
 	HeartbeatMS int64 `json:"heartbeat_ms"`
 	Draining    bool  `json:"draining,omitempty"`
+	// Revision is the config revision the agent runs; 0 before any apply.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // EventType implements Payload.
@@ -85,7 +89,7 @@ func (WorkerHeartbeat) EventType() string { return TypeWorkerHeartbeat }
 
 // Validate implements Payload.
 func (p WorkerHeartbeat) Validate() error {
-	return joinErrs(required("hostname", p.Hostname), positive("heartbeat_ms", p.HeartbeatMS),
+	return joinErrs(name("hostname", p.Hostname), positive("heartbeat_ms", p.HeartbeatMS),
 		nonNegative("running", int64(p.Running)))
 }
 
@@ -99,7 +103,7 @@ type WorkerLeft struct {
 func (WorkerLeft) EventType() string { return TypeWorkerLeft }
 
 // Validate implements Payload.
-func (p WorkerLeft) Validate() error { return required("hostname", p.Hostname) }
+func (p WorkerLeft) Validate() error { return name("hostname", p.Hostname) }
 
 // TaskSubmitted records an accepted task. The same envelope is the entry in
 // the dispatch stream the worker reads.
@@ -131,10 +135,10 @@ func (p TaskSubmitted) Validate() error {
 		routeErr = fmt.Errorf("route %q is not %q or %q", p.Route, RouteWorker, RouteQueue)
 	}
 	return joinErrs(
-		required("task_id", p.TaskID),
+		name("task_id", p.TaskID),
 		required("task", p.Task),
 		routeErr,
-		required("target", p.Target),
+		name("target", p.Target),
 		nonNegative("timeout_ms", p.TimeoutMS),
 	)
 }
@@ -153,7 +157,7 @@ func (TaskStarted) EventType() string { return TypeTaskStarted }
 
 // Validate implements Payload.
 func (p TaskStarted) Validate() error {
-	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt), required("worker", p.Worker))
+	return joinErrs(name("task_id", p.TaskID), positive("attempt", p.Attempt), name("worker", p.Worker))
 }
 
 // TaskLog carries a chunk of a task's output.
@@ -184,7 +188,7 @@ func (p TaskLog) Validate() error {
 	if !utf8.ValidString(p.Data) {
 		textErr = errors.New("data is not valid UTF-8 (replace invalid bytes, see strings.ToValidUTF8)")
 	}
-	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt), streamErr, textErr)
+	return joinErrs(name("task_id", p.TaskID), positive("attempt", p.Attempt), streamErr, textErr)
 }
 
 // TaskFinished records how an attempt ended. Stale is set by the store
@@ -211,8 +215,30 @@ func (p TaskFinished) Validate() error {
 	if !p.Outcome.Valid() {
 		outErr = fmt.Errorf("outcome %q is not one of succeeded, failed, timed_out", p.Outcome)
 	}
-	return joinErrs(required("task_id", p.TaskID), positive("attempt", p.Attempt),
-		required("worker", p.Worker), outErr, nonNegative("duration_ms", p.DurationMS))
+	return joinErrs(name("task_id", p.TaskID), positive("attempt", p.Attempt),
+		name("worker", p.Worker), outErr, nonNegative("duration_ms", p.DurationMS))
+}
+
+// nameRE is what hostnames, roles and task ids may look like. They become
+// parts of Redis key names, so braces, colons and spaces are refused.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+
+// ValidateName reports whether name can be a hostname, role or task id:
+// letters, digits, '.', '_' and '-', at most 253, starting and ending with
+// a letter or digit. kind names it in the error ("hostname").
+func ValidateName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%s %q: use letters, digits, '.', '_' and '-' (at most 253), starting and ending with a letter or digit", kind, trunc(name))
+	}
+	return nil
+}
+
+// name is ValidateName for a required payload field.
+func name(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is required", field)
+	}
+	return ValidateName(field, v)
 }
 
 func required(name, v string) error {
@@ -237,3 +263,31 @@ func nonNegative(name string, v int64) error {
 }
 
 func joinErrs(errs ...error) error { return errors.Join(errs...) }
+
+// ConfigApplied records a new revision of the cluster's declarative
+// configuration. Revisions count up from 1 without gaps; the store refuses
+// an append whose Revision is not the current one plus one.
+type ConfigApplied struct {
+	Revision int64 `json:"revision"`
+	// Document is the canonical JSON of the applied documents (the Cluster
+	// and the task catalog).
+	Document string `json:"document"`
+	// Hash is the SHA-256 of Document, hex.
+	Hash    string `json:"hash"`
+	Message string `json:"message,omitempty"`
+	// RollbackOf is the revision whose content this one re-applies, if any.
+	RollbackOf int64 `json:"rollback_of,omitempty"`
+}
+
+// EventType implements Payload.
+func (ConfigApplied) EventType() string { return TypeConfigApplied }
+
+// Validate implements Payload.
+func (p ConfigApplied) Validate() error {
+	var hashErr error
+	if len(p.Hash) != 64 {
+		hashErr = fmt.Errorf("hash must be 64 hex digits, got %d characters", len(p.Hash))
+	}
+	return joinErrs(positive("revision", p.Revision), required("document", p.Document), hashErr,
+		nonNegative("rollback_of", p.RollbackOf))
+}

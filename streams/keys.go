@@ -2,6 +2,8 @@ package streams
 
 import (
 	"fmt"
+
+	"github.com/celeroot/celeroot/events"
 	"hash/fnv"
 	"regexp"
 	"strconv"
@@ -49,7 +51,6 @@ const MaxShards = 256
 
 var (
 	clusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	entityName  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
 )
 
 // ValidateClusterName reports whether name can name a cluster: lower-case
@@ -62,14 +63,9 @@ func ValidateClusterName(name string) error {
 }
 
 // ValidateName reports whether name can be a hostname, role or task id in a
-// key: letters, digits, '.', '_' and '-', at most 253 characters. Braces,
-// colons and spaces are refused so a name can never change a hash tag.
-func ValidateName(kind, name string) error {
-	if !entityName.MatchString(name) {
-		return fmt.Errorf("%s %q: use letters, digits, '.', '_' and '-' (at most 253), starting and ending with a letter or digit", kind, name)
-	}
-	return nil
-}
+// key (see events.ValidateName). Braces, colons and spaces are refused so a
+// name can never change a hash tag.
+func ValidateName(kind, name string) error { return events.ValidateName(kind, name) }
 
 // Keys builds the key names of one cluster.
 type Keys struct {

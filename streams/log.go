@@ -107,15 +107,28 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 
 // startScript hands out the next attempt epoch and records task.started
 // with it, unless the task already ended. The payload is ARGV[1] .. epoch ..
-// ARGV[2]; ARGV[3] is the worker; the rest are the envelope fields.
+// ARGV[2]; ARGV[3] is the worker, ARGV[4] the event id, ARGV[5] the
+// dispatch entry being run; the rest are the envelope fields.
+//
+// A call repeated with the same event id (a retry whose reply was lost)
+// returns the epoch it handed out. A second dispatch entry of a task that is
+// running from another entry (a duplicated dispatch append) is refused, so
+// one submission never runs twice at once; the same entry delivered again
+// (a restart, a reclaim) starts a new attempt.
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'state')
 if not st then return {-1, 'unknown'} end
-if st == 'done' then return {0, st} end
+if st == 'done' then return {0, 'done'} end
+if redis.call('HGET', KEYS[2], 'start_event') == ARGV[4] then
+  return {tonumber(redis.call('HGET', KEYS[2], 'epoch')), 'again'}
+end
+if st == 'running' and redis.call('HGET', KEYS[2], 'entry') ~= ARGV[5] then
+  return {0, 'duplicate'}
+end
 local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3])
+redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3], 'start_event', ARGV[4], 'entry', ARGV[5])
 local f = {}
-for i = 4, #ARGV do f[#f+1] = ARGV[i] end
+for i = 6, #ARGV do f[#f+1] = ARGV[i] end
 f[#f+1] = 'data'
 f[#f+1] = ARGV[1] .. epoch .. ARGV[2]
 local id = redis.call('XADD', KEYS[1], '*', unpack(f))
@@ -128,16 +141,21 @@ const attemptMark = 987654321987
 
 // StartResult is the outcome of Start.
 type StartResult struct {
-	// Attempt is the fencing epoch of the new attempt; 0 if the task is done.
+	// Attempt is the fencing epoch of the new attempt; 0 if not to run.
 	Attempt int64
 	// Done is true when the task already has an outcome: do not run it.
 	Done bool
+	// Duplicate is true when another dispatch entry of the task is running:
+	// this entry is a duplicate and must not run.
+	Duplicate bool
 }
 
 // Start begins a new attempt of a task on worker: atomically it bumps the
 // task's epoch and appends task.started with that epoch. e is the started
-// event's envelope; its payload's Attempt is filled in by the script.
-func (l *Log) Start(ctx context.Context, e events.Envelope) (StartResult, error) {
+// event's envelope (its payload's Attempt is filled in by the script);
+// entry identifies the dispatch entry being run ("<stream>/<id>"). Retrying
+// Start with the same envelope is safe.
+func (l *Log) Start(ctx context.Context, e events.Envelope, entry string) (StartResult, error) {
 	p, ok := e.Payload.(events.TaskStarted)
 	if !ok {
 		return StartResult{}, fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
@@ -152,18 +170,19 @@ func (l *Log) Start(ctx context.Context, e events.Envelope) (StartResult, error)
 	if !ok {
 		return StartResult{}, errors.New("start: attempt placeholder not found in payload")
 	}
-	args := append([]any{prefix, suffix, p.Worker}, fields...)
+	args := append([]any{prefix, suffix, p.Worker, e.ID.String(), entry}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	res, err := startScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
 		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, err)
 	}
 	epoch, _ := res[0].(int64)
+	why, _ := res[1].(string)
 	switch {
 	case epoch < 0:
 		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, ErrUnknownTask)
 	case epoch == 0:
-		return StartResult{Done: true}, nil
+		return StartResult{Done: why == "done", Duplicate: why == "duplicate"}, nil
 	}
 	return StartResult{Attempt: epoch}, nil
 }
@@ -171,8 +190,12 @@ func (l *Log) Start(ctx context.Context, e events.Envelope) (StartResult, error)
 // finishScript records task.finished: as the outcome when the attempt is the
 // task's current one, as stale otherwise. ARGV[1] attempt, ARGV[2] payload,
 // ARGV[3] stale payload, ARGV[4] fence retention in seconds, ARGV[5] outcome,
-// then the envelope fields.
+// ARGV[6] event id, then the envelope fields. A call repeated with the same
+// event id appends nothing and answers as the first did.
 var finishScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], 'finish_event') == ARGV[6] then
+  return {tonumber(redis.call('HGET', KEYS[2], 'finish_stale')), 'again'}
+end
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
 local st = redis.call('HGET', KEYS[2], 'state')
 local data, stale = ARGV[3], 1
@@ -181,8 +204,11 @@ if st == 'running' and epoch == tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', stale)
+end
 local f = {}
-for i = 6, #ARGV do f[#f+1] = ARGV[i] end
+for i = 7, #ARGV do f[#f+1] = ARGV[i] end
 f[#f+1] = 'data'
 f[#f+1] = data
 local id = redis.call('XADD', KEYS[1], '*', unpack(f))
@@ -192,6 +218,7 @@ return {stale, id}
 // Finish records the end of an attempt. It reports stale == true when the
 // attempt had been superseded (or the task already had an outcome): the
 // event is then recorded with Stale set and does not count as the outcome.
+// Retrying Finish with the same envelope is safe.
 func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err error) {
 	p, ok := e.Payload.(events.TaskFinished)
 	if !ok {
@@ -212,7 +239,7 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	if retention <= 0 {
 		retention = int64(DefaultFenceRetention / time.Second)
 	}
-	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome)}, fields...)
+	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String()}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {

@@ -277,14 +277,24 @@ func TestFencedAttempts(t *testing.T) {
 		if err := submitScriptTwice(ctx, log, sub); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := log.Start(ctx, started("never-submitted", "web1")); !errors.Is(err, streams.ErrUnknownTask) {
+		if _, err := log.Start(ctx, started("never-submitted", "web1"), "s/1-0"); !errors.Is(err, streams.ErrUnknownTask) {
 			t.Errorf("Start of an unknown task: err = %v, want ErrUnknownTask", err)
 		}
-		a1, err := log.Start(ctx, started(id, "web1"))
+		first := started(id, "web1")
+		a1, err := log.Start(ctx, first, "q/1-0")
 		if err != nil || a1.Attempt != 1 || a1.Done {
 			t.Fatalf("first Start = %+v, %v; want attempt 1", a1, err)
 		}
-		a2, err := log.Start(ctx, started(id, "web2"))
+		// The same call retried (its reply lost) hands out the same epoch.
+		if again, err := log.Start(ctx, first, "q/1-0"); err != nil || again.Attempt != 1 {
+			t.Fatalf("retried Start = %+v, %v; want attempt 1 again", again, err)
+		}
+		// A duplicate dispatch entry of the running task is refused.
+		if dup, err := log.Start(ctx, started(id, "web3"), "q/2-0"); err != nil || !dup.Duplicate || dup.Attempt != 0 {
+			t.Fatalf("Start from a duplicate entry = %+v, %v; want Duplicate", dup, err)
+		}
+		// The same entry reclaimed by another worker starts attempt 2.
+		a2, err := log.Start(ctx, started(id, "web2"), "q/1-0")
 		if err != nil || a2.Attempt != 2 {
 			t.Fatalf("second Start = %+v, %v; want attempt 2", a2, err)
 		}
@@ -292,14 +302,19 @@ func TestFencedAttempts(t *testing.T) {
 		if stale, err := log.Finish(ctx, finished(id, "web1", 1, events.Failed)); err != nil || !stale {
 			t.Errorf("Finish of attempt 1 = stale %v, %v; want stale", stale, err)
 		}
-		if stale, err := log.Finish(ctx, finished(id, "web2", 2, events.Succeeded)); err != nil || stale {
+		win := finished(id, "web2", 2, events.Succeeded)
+		if stale, err := log.Finish(ctx, win); err != nil || stale {
 			t.Errorf("Finish of attempt 2 = stale %v, %v; want current", stale, err)
+		}
+		// Retried with the same event: same answer, nothing appended.
+		if stale, err := log.Finish(ctx, win); err != nil || stale {
+			t.Errorf("retried Finish of attempt 2 = stale %v, %v; want current again", stale, err)
 		}
 		// A duplicate finish of the current attempt is stale too: one outcome only.
 		if stale, _ := log.Finish(ctx, finished(id, "web2", 2, events.Failed)); !stale {
 			t.Error("second Finish of attempt 2 was not stale")
 		}
-		if r, err := log.Start(ctx, started(id, "web1")); err != nil || !r.Done {
+		if r, err := log.Start(ctx, started(id, "web1"), "q/1-0"); err != nil || !r.Done {
 			t.Errorf("Start after the outcome = %+v, %v; want Done", r, err)
 		}
 		// The event store holds exactly: submitted, 2 started, 3 finished (one current).
