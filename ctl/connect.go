@@ -43,8 +43,7 @@ type env struct {
 // env.rdb.
 func connect(ctx context.Context, cmd *cli.Command, poolSize int) (*env, error) {
 	cluster := cmd.String("cluster")
-	keys, err := streams.NewKeys(cluster, 0)
-	if err != nil {
+	if err := streams.ValidateClusterName(cluster); err != nil {
 		return nil, usagef("--cluster: %v", err)
 	}
 	cfg, err := streams.ParseURL(cmd.String("redis"))
@@ -53,6 +52,11 @@ func connect(ctx context.Context, cmd *cli.Command, poolSize int) (*env, error) 
 	}
 	rdb, err := streams.Connect(ctx, cfg, poolSize, connectTimeout)
 	if err != nil {
+		return nil, err
+	}
+	keys, err := streams.LoadKeys(ctx, rdb, cluster)
+	if err != nil {
+		rdb.Close()
 		return nil, err
 	}
 	return &env{rdb: rdb, keys: keys, url: cfg.Display}, nil

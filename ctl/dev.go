@@ -73,8 +73,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	if !cmd.IsSet("cluster") {
 		cluster = "dev"
 	}
-	keys, err := streams.NewKeys(cluster, 0)
-	if err != nil {
+	if err := streams.ValidateClusterName(cluster); err != nil {
 		return usagef("--cluster: %v", err)
 	}
 
@@ -93,6 +92,10 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer rdb.Close()
+	keys, err := streams.LoadKeys(ctx, rdb, cluster)
+	if err != nil {
+		return err
+	}
 
 	actx, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v3"
 )
 
@@ -28,6 +29,9 @@ var Version = "dev"
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// go-redis logs dial failures itself; celeroot reports them once, as
+	// errors, so its own logger stays quiet.
+	redis.SetLogger(quietLogger{})
 	return Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 }
 
@@ -39,6 +43,15 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// cmdError ties an error to the command that returned it, for the message.
+type cmdError struct {
+	path string // "task run"
+	err  error
+}
+
+func (e cmdError) Error() string { return e.err.Error() }
+func (e cmdError) Unwrap() error { return e.err }
+
 // exitError carries a specific exit code with an already printed outcome
 // (a task that failed under --wait).
 type exitError struct {
@@ -48,6 +61,10 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.msg }
 
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
 // Run runs the CLI with args (args[0] is the program name) and returns
 // the exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -56,20 +73,28 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return ExitOK
 	}
+	path := ""
+	var ce cmdError
+	if errors.As(err, &ce) && ce.path != "" {
+		path = ce.path + ": "
+	}
 	var ee exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintf(stderr, "celeroot: %s\n", ee.msg)
+			fmt.Fprintf(stderr, "celeroot: %s%s\n", path, ee.msg)
 		}
 		return ee.code
 	}
-	name := commandPath(root, args)
 	var ue usageError
 	if errors.As(err, &ue) || isUsage(err) {
-		fmt.Fprintf(stderr, "celeroot: %s%v\nRun 'celeroot %shelp' for usage.\n", name, err, strings.TrimPrefix(name, ": "))
+		help := "celeroot --help"
+		if ce.path != "" {
+			help = "celeroot " + ce.path + " --help"
+		}
+		fmt.Fprintf(stderr, "celeroot: %s%v\nRun '%s' for usage.\n", path, err, help)
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "celeroot: %s%v\n", name, err)
+	fmt.Fprintf(stderr, "celeroot: %s%v\n", path, err)
 	return ExitFailure
 }
 
@@ -84,25 +109,13 @@ func isUsage(err error) bool {
 	return false
 }
 
-// commandPath returns "task run: " for the subcommand args name, or "".
-func commandPath(root *cli.Command, args []string) string {
+// pathOf returns a command's path below the root: "task run".
+func pathOf(cmd *cli.Command) string {
 	var names []string
-	cmd := root
-	for _, a := range args[1:] {
-		if strings.HasPrefix(a, "-") {
-			continue
-		}
-		next := cmd.Command(a)
-		if next == nil {
-			break
-		}
-		names = append(names, next.Name)
-		cmd = next
+	for c := cmd; c != nil && c.Root() != c; c = c.Lineage()[1] {
+		names = append([]string{c.Name}, names...)
 	}
-	if len(names) == 0 {
-		return ""
-	}
-	return strings.Join(names, " ") + ": "
+	return strings.Join(names, " ")
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
@@ -131,11 +144,11 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 	return root
 }
 
-// setUsageErrors makes every command report flag mistakes as usage errors
-// and refuse unknown subcommands.
+// setUsageErrors makes every command report flag mistakes as usage errors,
+// refuse unknown subcommands, and name itself in the errors it returns.
 func setUsageErrors(cmd *cli.Command) {
-	cmd.OnUsageError = func(_ context.Context, _ *cli.Command, err error, _ bool) error {
-		return usageError{err}
+	cmd.OnUsageError = func(_ context.Context, c *cli.Command, err error, _ bool) error {
+		return cmdError{pathOf(c), usageError{err}}
 	}
 	if len(cmd.Commands) > 0 && cmd.Action == nil {
 		cmd.Action = func(_ context.Context, c *cli.Command) error {
@@ -143,6 +156,14 @@ func setUsageErrors(cmd *cli.Command) {
 				return usagef("unknown command %q for %q", c.Args().First(), c.FullName())
 			}
 			return cli.ShowSubcommandHelp(c)
+		}
+	}
+	if action := cmd.Action; action != nil {
+		cmd.Action = func(ctx context.Context, c *cli.Command) error {
+			if err := action(ctx, c); err != nil {
+				return cmdError{pathOf(c), err}
+			}
+			return nil
 		}
 	}
 	for _, c := range cmd.Commands {

@@ -56,6 +56,23 @@ Examples:
 				Action:    taskStatus,
 			},
 			{
+				Name:  "list",
+				Usage: "list tasks, newest first",
+				Description: `Examples:
+  celeroot task list
+  celeroot task list --state failed --since 1h
+  celeroot task list --target web1 -o json`,
+				Flags: []cli.Flag{
+					outputFlag(),
+					&cli.StringFlag{Name: "state", Usage: "only tasks in this state: waiting, running, succeeded, failed, timed_out"},
+					&cli.StringFlag{Name: "target", Usage: "only tasks sent to this worker or queue"},
+					&cli.StringFlag{Name: "task", Usage: "only tasks of this name"},
+					&cli.DurationFlag{Name: "since", Usage: "only tasks submitted within this long"},
+					&cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 20},
+				},
+				Action: taskList,
+			},
+			{
 				Name:      "logs",
 				Usage:     "print a task's output",
 				ArgsUsage: "<task-id>",
@@ -271,10 +288,7 @@ const pollEvery = 150 * time.Millisecond
 // outcome, and returns their final projections. With several tasks, each
 // line is prefixed by its label.
 func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer) ([]projections.Task, error) {
-	last := make([]string, len(ids))
-	for i := range last {
-		last[i] = "-"
-	}
+	last := make([]string, len(ids)) // last entry read of each task's log
 	done := make([]*projections.Task, len(ids))
 	partial := make([]map[string]string, len(ids)) // unterminated line per stream
 	for i := range partial {
@@ -311,21 +325,17 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 				return nil, err
 			}
 			for {
-				msgs, err := e.rdb.XRangeN(ctx, e.keys.TaskLog(ids[i]), exclusive(last[i]), "+", 500).Result()
+				entries, err := streams.After(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], 500)
 				if err != nil {
 					return nil, fmt.Errorf("read output of task %s: %w", ids[i], err)
 				}
-				for _, m := range msgs {
-					last[i] = m.ID
-					env, err := events.Decode(m.Values)
-					if err != nil {
-						continue
-					}
-					if l, ok := env.Payload.(events.TaskLog); ok {
+				for _, en := range entries {
+					last[i] = en.ID
+					if l, ok := en.Envelope.Payload.(events.TaskLog); ok && en.Err == nil {
 						write(i, l.Stream, l.Data)
 					}
 				}
-				if len(msgs) < 500 {
+				if len(entries) < 500 {
 					break
 				}
 			}
@@ -352,13 +362,6 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 		case <-time.After(pollEvery):
 		}
 	}
-}
-
-func exclusive(id string) string {
-	if id == "-" {
-		return "-"
-	}
-	return "(" + id
 }
 
 // summarize reports the outcome of waited tasks: nil if all succeeded.
@@ -522,4 +525,72 @@ func quoteArgv(argv []string) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// listScanLimit bounds how many tasks one `task list` reads while filtering.
+const listScanLimit = 10000
+
+func taskList(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Args().Len() > 0 {
+		return usagef("unexpected argument %q", cmd.Args().First())
+	}
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	states := []string{projections.TaskWaiting, projections.TaskRunning, string(events.Succeeded), string(events.Failed), string(events.TimedOut)}
+	state := cmd.String("state")
+	if state != "" && !slices.Contains(states, state) {
+		return usagef("--state %q: use one of %s", state, strings.Join(states, ", "))
+	}
+	limit := int(cmd.Int("limit"))
+	if limit < 1 {
+		return usagef("--limit %d: must be at least 1", limit)
+	}
+	var since time.Time
+	if d := cmd.Duration("since"); d > 0 {
+		since = time.Now().Add(-d)
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	store := projections.NewStore(e.rdb, e.keys)
+	out := []projections.Task{}
+scan:
+	for scanned := 0; len(out) < limit && scanned < listScanLimit; {
+		page, err := store.Tasks(ctx, int64(scanned), 200)
+		if err != nil {
+			return err
+		}
+		for _, t := range page {
+			if !since.IsZero() && t.SubmittedAt.Before(since) {
+				break scan // older ones follow
+			}
+			if (state == "" || t.State == state) && (cmd.String("target") == "" || t.Target == cmd.String("target")) &&
+				(cmd.String("task") == "" || t.Task == cmd.String("task")) && len(out) < limit {
+				out = append(out, t)
+			}
+		}
+		scanned += len(page)
+		if len(page) < 200 {
+			break
+		}
+	}
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, out); ok {
+		return err
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(cmd.Root().ErrWriter, "No tasks match.")
+		return nil
+	}
+	now := time.Now()
+	tw := newTable(w)
+	fmt.Fprintln(tw, "TASK ID\tTASK\tTARGET\tSTATE\tATTEMPTS\tSUBMITTED\tWORKER")
+	for _, t := range out {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Task, t.Target, t.State, len(t.Attempts), ago(now, t.SubmittedAt), orDash(t.Worker))
+	}
+	return tw.Flush()
 }

@@ -169,7 +169,7 @@ func TestStoreMatchesFold(t *testing.T) {
 			if err != nil || len(ws) != 1 || ws[0].Hostname != "web1" {
 				t.Errorf("Workers = %v, %v; want web1", ws, err)
 			}
-			ts, err := store.Tasks(ctx, time.Time{}, 10)
+			ts, err := store.Tasks(ctx, 0, 10)
 			if err != nil || len(ts) != 1 || ts[0].ID != "t1" || ts[0].State != "succeeded" {
 				t.Errorf("Tasks = %v, %v; want t1 succeeded", ts, err)
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/celeroot/celeroot/streams"
 	"github.com/redis/go-redis/v9"
@@ -197,14 +196,9 @@ func (s *Store) Task(ctx context.Context, id string) (Task, error) {
 	return TaskFromRecord(id, r), nil
 }
 
-// Tasks returns up to n tasks submitted before before (zero: now), newest
-// first.
-func (s *Store) Tasks(ctx context.Context, before time.Time, n int64) ([]Task, error) {
-	max := "+inf"
-	if !before.IsZero() {
-		max = fmt.Sprintf("(%d", before.UnixMilli())
-	}
-	ids, err := s.rdb.ZRevRangeByScore(ctx, s.keys.TaskIndex(), &redis.ZRangeBy{Max: max, Min: "-inf", Count: n}).Result()
+// Tasks returns up to n tasks, newest first, skipping the offset newest.
+func (s *Store) Tasks(ctx context.Context, offset, n int64) ([]Task, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.keys.TaskIndex(), offset, offset+n-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read task index: %w", err)
 	}

@@ -1,9 +1,11 @@
 package streams
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/celeroot/celeroot/events"
+	"github.com/redis/go-redis/v9"
 	"hash/fnv"
 	"regexp"
 	"strconv"
@@ -160,3 +162,26 @@ func (k Keys) TaskIndex() string { return k.key("idx", "tasks") }
 
 // DeadLetters is the dead-letter stream.
 func (k Keys) DeadLetters() string { return k.key("dead", "entries") }
+
+// LoadKeys returns the key builder of cluster with the shard count recorded
+// in the cluster's metadata. The first process to see the cluster records
+// DefaultShards (HSETNX, so concurrent first users agree); a different
+// count needs a drain of the event store and is never changed here.
+func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (Keys, error) {
+	k, err := NewKeys(cluster, 0)
+	if err != nil {
+		return Keys{}, err
+	}
+	if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
+		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+	}
+	v, err := rdb.HGet(ctx, k.Meta(), "shards").Result()
+	if err != nil {
+		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return Keys{}, fmt.Errorf("cluster %s metadata: shards %q is not a number", cluster, v)
+	}
+	return NewKeys(cluster, n)
+}

@@ -46,3 +46,22 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, stream, from, to str
 		start = "(" + msgs[len(msgs)-1].ID
 	}
 }
+
+// After returns up to n entries of stream that come after the entry ID
+// after ("" or "-" for the beginning), decoded like Replay's.
+func After(ctx context.Context, rdb redis.UniversalClient, stream, after string, n int64) ([]Entry, error) {
+	start := "-"
+	if after != "" && after != "-" {
+		start = "(" + after
+	}
+	msgs, err := rdb.XRangeN(ctx, stream, start, "+", n).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s after %s: %w", stream, after, err)
+	}
+	out := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		out[i] = Entry{Stream: stream, ID: m.ID}
+		out[i].Envelope, out[i].Err = events.Decode(m.Values)
+	}
+	return out, nil
+}
