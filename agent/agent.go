@@ -90,8 +90,8 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
 	}
-	for _, stream := range []string{cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)} {
-		d, err := a.newDispatcher(stream)
+	for i, stream := range []string{cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)} {
+		d, err := a.newDispatcher(stream, i == 1)
 		if err != nil {
 			stopHB()
 			return err

@@ -31,6 +31,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Block bounds one blocking read. Default streams.DefaultBlock.
 	Block time.Duration
+	// ReclaimIdle is how long a queue entry may stay unacknowledged by its
+	// worker before another worker of the role takes it over. A running
+	// task extends its claim every ReclaimIdle/3, so only a worker that
+	// stopped (crashed, hung, cut off) loses its entries. Default 30s.
+	ReclaimIdle time.Duration
+	// MaxDeliveries is how many times an entry is delivered without a
+	// result before the task is dead-lettered. Default 5.
+	MaxDeliveries int64
 	// Exec runs a task; nil runs real commands. Benchmarks use a no-op.
 	Exec Executor
 	// Logger receives the agent's structured logs.
@@ -43,6 +51,11 @@ const (
 	DefaultConcurrency     = 8
 	DefaultLogLimit        = 1 << 20
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultReclaimIdle     = 30 * time.Second
+	DefaultMaxDeliveries   = 5
+	// DeadWorkerIdle is the reclaim bound for entries of a worker that the
+	// projections already show unhealthy or gone.
+	DeadWorkerIdle = time.Second
 	// MaxConcurrency bounds Concurrency.
 	MaxConcurrency = 1024
 )
@@ -78,6 +91,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Block == 0 {
 		c.Block = streams.DefaultBlock
+	}
+	if c.ReclaimIdle == 0 {
+		c.ReclaimIdle = DefaultReclaimIdle
+	}
+	if c.ReclaimIdle < 300*time.Millisecond {
+		errs = append(errs, fmt.Errorf("reclaim idle %s: must be at least 300ms", c.ReclaimIdle))
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.MaxDeliveries < 1 {
+		errs = append(errs, fmt.Errorf("max deliveries %d: must be at least 1", c.MaxDeliveries))
 	}
 	if c.Exec == nil {
 		c.Exec = CommandExecutor{}

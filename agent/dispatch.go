@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
 	"github.com/celeroot/celeroot/streams"
 )
 
@@ -20,9 +21,15 @@ type dispatcher struct {
 	stream string
 	reader *streams.Reader
 	lg     *slog.Logger
+	// queue is true for a role's queue, whose entries other workers of the
+	// role reclaim from a worker that stopped.
+	queue bool
+	// running holds the entry ids being worked on, whose claim is extended.
+	mu      sync.Mutex
+	running map[string]bool
 }
 
-func (a *agent) newDispatcher(stream string) (*dispatcher, error) {
+func (a *agent) newDispatcher(stream string, queue bool) (*dispatcher, error) {
 	r, err := streams.NewReader(a.rdb, streams.ReaderOptions{
 		Streams: []string{stream}, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
 		Block: a.cfg.Block, Count: int64(a.cfg.Concurrency), DeadLetter: a.cfg.Keys.DeadLetters(),
@@ -31,7 +38,8 @@ func (a *agent) newDispatcher(stream string) (*dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dispatcher{a: a, stream: stream, reader: r, lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "stream", stream)}, nil
+	return &dispatcher{a: a, stream: stream, reader: r, queue: queue, running: map[string]bool{},
+		lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "stream", stream)}, nil
 }
 
 // Run reads and runs tasks until ctx is cancelled, then waits for the
@@ -39,13 +47,27 @@ func (a *agent) newDispatcher(stream string) (*dispatcher, error) {
 func (d *dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The claim of running entries is extended until the last one is
+	// done, even while draining.
+	extendCtx, stopExtend := context.WithCancel(d.a.hardStop)
+	defer stopExtend()
+	go d.extendClaims(extendCtx)
 	var backoff streams.Backoff
+	nextReclaim := time.Now().Add(d.a.cfg.ReclaimIdle / 3)
 	for {
 		n := d.acquire(ctx)
 		if n == 0 {
 			return nil
 		}
-		msgs, err := d.reader.Fetch(ctx, int64(n))
+		var msgs []streams.Message
+		var err error
+		if d.queue && time.Now().After(nextReclaim) {
+			msgs, err = d.reclaim(ctx, int64(n))
+			nextReclaim = time.Now().Add(d.a.cfg.ReclaimIdle / 3)
+		}
+		if err == nil && len(msgs) == 0 {
+			msgs, err = d.reader.Fetch(ctx, int64(n))
+		}
 		d.release(n - len(msgs))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -58,10 +80,12 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		}
 		backoff.Reset()
 		for _, m := range msgs {
+			d.track(m.ID, true)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer d.release(1)
+				defer d.track(m.ID, false)
 				d.handle(m)
 			}()
 		}
@@ -222,4 +246,118 @@ func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason s
 	}
 	d.lg.Warn("entry dead-lettered", "entry", m.ID, "reason", reason)
 	d.ack(ctx, m)
+}
+
+func (d *dispatcher) track(id string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if on {
+		d.running[id] = true
+	} else {
+		delete(d.running, id)
+	}
+}
+
+// extendClaims resets the idle time of the entries being worked on every
+// ReclaimIdle/3, so a long task is never taken for the task of a dead worker.
+func (d *dispatcher) extendClaims(ctx context.Context) {
+	t := time.NewTicker(d.a.cfg.ReclaimIdle / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		ids := make([]string, 0, len(d.running))
+		for id := range d.running {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		lost, err := d.reader.Extend(ctx, d.stream, ids...)
+		if err != nil {
+			d.lg.Warn("extending the claim of running tasks failed", "err", err)
+			continue
+		}
+		for _, id := range lost {
+			d.lg.Warn("entry reclaimed by another worker; this attempt's result will be recorded as stale", "entry", id)
+		}
+	}
+}
+
+// reclaim takes over up to max queue entries that other workers of the
+// role read but did not finish: after ReclaimIdle, or after DeadWorkerIdle
+// when the projections show the worker unhealthy or gone. Entries
+// delivered MaxDeliveries times already are dead-lettered instead.
+func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message, error) {
+	store := projections.NewStore(d.a.rdb, d.a.cfg.Keys)
+	now := time.Now()
+	idle := map[string]time.Duration{}
+	minIdle := func(consumer string) time.Duration {
+		if v, ok := idle[consumer]; ok {
+			return v
+		}
+		v := d.a.cfg.ReclaimIdle
+		if w, err := store.Worker(ctx, consumer); err == nil {
+			if st := w.State(now); st == projections.WorkerUnhealthy || st == projections.WorkerLeft {
+				v = DeadWorkerIdle
+			}
+		}
+		idle[consumer] = v
+		return v
+	}
+	stale, err := d.reader.Stale(ctx, d.stream, minIdle, max)
+	if err != nil {
+		return nil, err
+	}
+	var out []streams.Message
+	for _, p := range stale {
+		if p.Deliveries >= d.a.cfg.MaxDeliveries {
+			d.giveUp(ctx, p)
+			continue
+		}
+		msgs, err := d.reader.Claim(ctx, d.stream, minIdle(p.Consumer), p.ID)
+		if err != nil {
+			return out, err
+		}
+		for _, m := range msgs {
+			d.lg.Info("reclaimed an entry from a stopped worker", "entry", m.ID, "from", p.Consumer,
+				"idle", p.Idle.Round(time.Millisecond), "deliveries", p.Deliveries+1)
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// giveUp dead-letters a queue entry delivered too often: the entry goes to
+// the dead-letter stream with its fields, the task ends as dead.
+func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
+	reason := fmt.Sprintf("delivered %d times without a result (last to %s); max deliveries is %d", p.Deliveries, p.Consumer, d.a.cfg.MaxDeliveries)
+	var taskID string
+	var fields map[string]any
+	e, ok, err := streams.Lookup(ctx, d.a.rdb, d.stream, p.ID)
+	if err != nil {
+		d.lg.Warn("could not read the entry to dead-letter; will retry", "entry", p.ID, "err", err)
+		return
+	}
+	if ok {
+		fields = e.Fields
+		if sub, isSub := e.Envelope.Payload.(events.TaskSubmitted); e.Err == nil && isSub {
+			taskID = sub.TaskID
+		}
+	}
+	if taskID != "" {
+		ev := d.a.src.New(events.TaskDeadLettered{TaskID: taskID, Reason: reason, Deliveries: p.Deliveries,
+			Stream: d.stream, EntryID: p.ID}, events.WithCorrelation(taskID))
+		if _, err := d.a.log.GiveUp(ctx, ev); err != nil {
+			d.lg.Warn("could not record the dead-lettered task; will retry", "entry", p.ID, "err", err)
+			return
+		}
+	}
+	if err := d.reader.DeadLetterEntry(ctx, d.stream, p.ID, reason, fields); err != nil {
+		d.lg.Warn("could not dead-letter entry; will retry", "entry", p.ID, "err", err)
+		return
+	}
+	d.lg.Warn("task dead-lettered", "entry", p.ID, "task_id", taskID, "reason", reason)
 }

@@ -75,6 +75,7 @@ var registry = map[string]func() Payload{
 	TypeTaskLog:          func() Payload { return &TaskLog{} },
 	TypeTaskFinished:     func() Payload { return &TaskFinished{} },
 	TypeConfigApplied:    func() Payload { return &ConfigApplied{} },
+	TypeTaskDeadLettered: func() Payload { return &TaskDeadLettered{} },
 }
 
 // Types returns every known type name.
@@ -251,6 +252,8 @@ func deref(p Payload) Payload {
 	case *TaskFinished:
 		return *v
 	case *ConfigApplied:
+		return *v
+	case *TaskDeadLettered:
 		return *v
 	}
 	return p

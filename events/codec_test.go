@@ -40,6 +40,7 @@ func samplePayloads() []Payload {
 		TaskLog{TaskID: "01J", Attempt: 2, Stream: "stderr", Seq: 3, Data: "line\n\x00bin\u00e4ry", Truncated: true},
 		TaskFinished{TaskID: "01J", Attempt: 2, Worker: "web2", Outcome: Failed, ExitCode: 127,
 			Error: "exec: \"nope\": executable file not found in $PATH", DurationMS: 12, Stale: true},
+		TaskDeadLettered{TaskID: "01J", Reason: "delivered 5 times without a result", Deliveries: 5, Stream: "s", EntryID: "1-0"},
 		ConfigApplied{Revision: 3, Document: `{"kind":"Cluster"}`, Hash: strings.Repeat("ab", 32), Message: "more web", RollbackOf: 1},
 	}
 }

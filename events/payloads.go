@@ -19,6 +19,7 @@ const (
 	TypeTaskLog          = "task.log.v1"
 	TypeTaskFinished     = "task.finished.v1"
 	TypeConfigApplied    = "config.applied.v1"
+	TypeTaskDeadLettered = "task.deadlettered.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -290,4 +291,24 @@ func (p ConfigApplied) Validate() error {
 	}
 	return joinErrs(positive("revision", p.Revision), required("document", p.Document), hashErr,
 		nonNegative("rollback_of", p.RollbackOf))
+}
+
+// TaskDeadLettered records that a task was given up on: its dispatch entry
+// was delivered the maximum number of times without a result, or was
+// trimmed while pending. The entry is in the dead-letter stream.
+type TaskDeadLettered struct {
+	TaskID     string `json:"task_id"`
+	Reason     string `json:"reason"`
+	Deliveries int64  `json:"deliveries"`
+	// Stream and EntryID name the dispatch entry that was dead-lettered.
+	Stream  string `json:"stream"`
+	EntryID string `json:"entry_id"`
+}
+
+// EventType implements Payload.
+func (TaskDeadLettered) EventType() string { return TypeTaskDeadLettered }
+
+// Validate implements Payload.
+func (p TaskDeadLettered) Validate() error {
+	return joinErrs(name("task_id", p.TaskID), required("reason", p.Reason), nonNegative("deliveries", p.Deliveries))
 }

@@ -108,6 +108,12 @@ func Reduce(e events.Envelope, order string) []Patch {
 			}})
 		}
 		return patches
+	case events.TaskDeadLettered:
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "dead", Order: order, Fields: map[string]string{
+			"dead_at":         at,
+			"dead_reason":     p.Reason,
+			"dead_deliveries": strconv.FormatInt(p.Deliveries, 10),
+		}}}
 	}
 	return nil
 }

@@ -101,6 +101,8 @@ func WorkerFromRecord(host string, r Record) Worker {
 const (
 	TaskWaiting = "waiting"
 	TaskRunning = "running"
+	// TaskDead: given up on and moved to the dead-letter stream.
+	TaskDead = "dead"
 )
 
 // Attempt is one attempt at running a task.
@@ -139,10 +141,13 @@ type Task struct {
 	// the latest attempt while none has.
 	Worker   string    `json:"worker,omitempty"`
 	Attempts []Attempt `json:"attempts"`
+	// DeadAt and DeadReason are set when the task was dead-lettered.
+	DeadAt     time.Time `json:"dead_at,omitempty"`
+	DeadReason string    `json:"dead_reason,omitempty"`
 }
 
-// Done reports whether the task has an outcome.
-func (t Task) Done() bool { return t.Outcome != "" }
+// Done reports whether the task has ended: with an outcome, or dead-lettered.
+func (t Task) Done() bool { return t.Outcome != "" || !t.DeadAt.IsZero() }
 
 // TaskFromRecord builds the task view of a record.
 func TaskFromRecord(id string, r Record) Task {
@@ -158,6 +163,8 @@ func TaskFromRecord(id string, r Record) Task {
 		Error:       r["error"],
 		FinishedAt:  parseTime(r["finished_at"]),
 		Worker:      r["worker"],
+		DeadAt:      parseTime(r["dead_at"]),
+		DeadReason:  r["dead_reason"],
 	}
 	_ = json.Unmarshal([]byte(r["params"]), &t.Params)
 	_ = json.Unmarshal([]byte(r["argv"]), &t.Argv)
@@ -211,6 +218,8 @@ func TaskFromRecord(id string, r Record) Task {
 	switch {
 	case t.Outcome != "":
 		t.State = string(t.Outcome)
+	case !t.DeadAt.IsZero():
+		t.State = TaskDead
 	case len(t.Attempts) > 0 && t.Attempts[len(t.Attempts)-1].FinishedAt.IsZero():
 		t.State = TaskRunning
 	default:

@@ -118,7 +118,7 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'state')
 if not st then return {-1, 'unknown'} end
-if st == 'done' then return {0, 'done'} end
+if st == 'done' or st == 'dead' then return {0, 'done'} end
 if redis.call('HGET', KEYS[2], 'start_event') == ARGV[4] then
   return {tonumber(redis.call('HGET', KEYS[2], 'epoch')), 'again'}
 end
@@ -263,4 +263,43 @@ func encodeSplit(e events.Envelope) (fields []any, data string, err error) {
 		fields = append(fields, all[i], all[i+1])
 	}
 	return fields, data, nil
+}
+
+// deadScript ends a task as dead-lettered unless it already has an
+// outcome: ARGV[1] retention in seconds, then the envelope fields.
+var deadScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], 'state')
+if st == 'done' or st == 'dead' then return 0 end
+if st then
+  redis.call('HSET', KEYS[2], 'state', 'dead')
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+local f = {}
+for i = 2, #ARGV do f[#f+1] = ARGV[i] end
+redis.call('XADD', KEYS[1], '*', unpack(f))
+return 1
+`)
+
+// GiveUp records task.deadlettered for a task that has no outcome, so it
+// ends as dead and no later delivery runs it. It reports false when the
+// task had already ended (nothing is recorded then).
+func (l *Log) GiveUp(ctx context.Context, e events.Envelope) (bool, error) {
+	p, ok := e.Payload.(events.TaskDeadLettered)
+	if !ok {
+		return false, fmt.Errorf("give up: payload is %T, want events.TaskDeadLettered", e.Payload)
+	}
+	fields, err := events.Encode(e)
+	if err != nil {
+		return false, err
+	}
+	retention := int64(l.FenceRetention / time.Second)
+	if retention <= 0 {
+		retention = int64(DefaultFenceRetention / time.Second)
+	}
+	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
+	n, err := deadScript.Run(ctx, l.rdb, keys, append([]any{retention}, fields...)...).Int()
+	if err != nil {
+		return false, fmt.Errorf("dead-letter task %s: %w", p.TaskID, err)
+	}
+	return n == 1, nil
 }

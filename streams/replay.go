@@ -15,6 +15,8 @@ type Entry struct {
 	ID       string
 	Envelope events.Envelope
 	Err      error
+	// Fields are the raw entry fields (set by Lookup).
+	Fields map[string]any
 }
 
 // DefaultPage is the XRANGE page size of Replay.
@@ -64,4 +66,19 @@ func After(ctx context.Context, rdb redis.UniversalClient, stream, after string,
 		out[i].Envelope, out[i].Err = events.Decode(m.Values)
 	}
 	return out, nil
+}
+
+// Lookup returns the entry id of stream; ok is false if it is not there
+// (never written, or trimmed).
+func Lookup(ctx context.Context, rdb redis.UniversalClient, stream, id string) (e Entry, ok bool, err error) {
+	msgs, err := rdb.XRangeN(ctx, stream, id, id, 1).Result()
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("read %s entry %s: %w", stream, id, err)
+	}
+	if len(msgs) == 0 {
+		return Entry{}, false, nil
+	}
+	e = Entry{Stream: stream, ID: id, Fields: msgs[0].Values}
+	e.Envelope, e.Err = events.Decode(msgs[0].Values)
+	return e, true, nil
 }
