@@ -29,6 +29,8 @@ type agent struct {
 	// inflight holds the ids of tasks executing here, so a duplicate
 	// delivery of a running task is not started twice.
 	inflight sync.Map
+	// cancels holds, per running task id, the function that cancels it.
+	cancels sync.Map
 	// slots bounds the tasks running at once, across all dispatch streams.
 	slots chan struct{}
 	// hardStop is cancelled when the shutdown grace period is over: running
@@ -99,6 +101,15 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
 	}
+	{
+		c, err := a.newControl()
+		if err != nil {
+			stopHB()
+			return err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return c.Run(ctx) }, func(error) { cancel() })
+	}
 	if cfg.Projector {
 		p := projections.NewProjector(rdb, cfg.Keys, projections.NewStore(rdb, cfg.Keys), projections.ProjectorOptions{
 			Consumer: fmt.Sprintf("%s-%d", cfg.Hostname, os.Getpid()),
@@ -134,7 +145,7 @@ func (a *agent) register(ctx context.Context) error {
 		Tasks: tasks, PID: os.Getpid(), HeartbeatMS: a.cfg.Heartbeat.Milliseconds(),
 	})
 	return a.retry(ctx, "register", func(ctx context.Context) error {
-		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role)} {
+		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role), a.cfg.Keys.WorkerControl(a.cfg.Hostname)} {
 			if err := streams.EnsureGroup(ctx, a.rdb, s, streams.GroupAgents); err != nil {
 				return err
 			}

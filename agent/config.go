@@ -52,7 +52,11 @@ const (
 	DefaultLogLimit        = 1 << 20
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultReclaimIdle     = 30 * time.Second
-	DefaultMaxDeliveries   = 5
+	// DefaultRetryBackoff is the delay before a task's first retry when the
+	// submission sets none; it doubles per retry up to MaxRetryBackoff.
+	DefaultRetryBackoff  = 5 * time.Second
+	MaxRetryBackoff      = 5 * time.Minute
+	DefaultMaxDeliveries = 5
 	// DeadWorkerIdle is the reclaim bound for entries of a worker that the
 	// projections already show unhealthy or gone.
 	DeadWorkerIdle = time.Second

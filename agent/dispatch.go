@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -137,6 +138,50 @@ func (d *dispatcher) handle(m streams.Message) {
 	}
 	defer d.a.inflight.Delete(sub.TaskID)
 
+	if !sub.Deadline.IsZero() && time.Now().After(sub.Deadline) {
+		if d.expire(ctx, m, sub, lg) {
+			return
+		}
+	}
+	for {
+		final, ok := d.attempt(ctx, m, sub, lg)
+		if !ok {
+			return // stopping; the entry stays pending and is delivered again
+		}
+		if final {
+			break
+		}
+	}
+	d.ack(ctx, m)
+}
+
+// expire ends a task whose deadline passed before it started. It reports
+// whether the entry was dealt with (false: the task is running elsewhere,
+// from a reclaimed entry, and goes on).
+func (d *dispatcher) expire(ctx context.Context, m streams.Message, sub events.TaskSubmitted, lg *slog.Logger) bool {
+	ev := d.a.src.New(events.TaskEnded{TaskID: sub.TaskID, State: events.EndExpired,
+		Reason: fmt.Sprintf("not started by its deadline %s (the worker was offline or busy)", sub.Deadline.Format(time.RFC3339))},
+		events.WithCorrelation(sub.TaskID))
+	var res streams.EndResult
+	err := d.a.retry(ctx, "expire task", func(ctx context.Context) error {
+		var err error
+		res, err = d.a.log.End(ctx, ev)
+		return err
+	})
+	if err != nil || res.State == "running" {
+		return err != nil
+	}
+	if res.Ended {
+		lg.Info("task expired before it started", "deadline", sub.Deadline)
+	}
+	d.ack(ctx, m)
+	return true
+}
+
+// attempt runs one attempt: start (fenced), execute, finish (fenced). It
+// reports final when no further attempt follows, and ok false when the
+// agent is stopping before the attempt was recorded.
+func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.TaskSubmitted, lg *slog.Logger) (final, ok bool) {
 	// One envelope for all tries: the store recognises a retried call by
 	// its event id.
 	startEv := d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
@@ -152,18 +197,16 @@ func (d *dispatcher) handle(m streams.Message) {
 	})
 	switch {
 	case err != nil:
-		return // stopping; the entry stays pending
+		return false, false
 	case res.Done:
-		lg.Info("task already finished; acknowledged without running")
-		d.ack(ctx, m)
-		return
+		lg.Info("task already ended; acknowledged without running")
+		return true, true
 	case res.Duplicate:
 		lg.Info("duplicate dispatch of a task running elsewhere; acknowledged without running")
-		d.ack(ctx, m)
-		return
+		return true, true
 	case res.Attempt == 0:
 		d.deadLetter(ctx, m, fmt.Sprintf("task %s has no record (never submitted, or finished longer ago than the fence retention)", sub.TaskID))
-		return
+		return true, true
 	}
 	lg = lg.With("attempt", res.Attempt)
 	lg.Info("task started")
@@ -171,8 +214,12 @@ func (d *dispatcher) handle(m streams.Message) {
 	result, took := d.execute(sub, res.Attempt, lg)
 	d.a.running.Add(-1)
 
+	maxAttempts := max(sub.MaxAttempts, 1)
+	retry := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled &&
+		res.Attempt < maxAttempts && d.a.hardStop.Err() == nil
 	fin := events.TaskFinished{TaskID: sub.TaskID, Attempt: res.Attempt, Worker: d.a.cfg.Hostname,
-		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds()}
+		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds(),
+		WillRetry: retry}
 	finEv := d.a.src.New(fin, events.WithCorrelation(sub.TaskID))
 	var stale bool
 	err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
@@ -182,23 +229,83 @@ func (d *dispatcher) handle(m streams.Message) {
 	})
 	if err != nil {
 		lg.Error("could not record the result; the task will run again", "err", err)
-		return
+		return false, false
 	}
-	if stale {
+	switch {
+	case stale:
 		lg.Warn("result recorded as stale: a newer attempt superseded this one", "outcome", result.Outcome)
-	} else {
-		lg.Info("task finished", "outcome", result.Outcome, "exit_code", result.ExitCode, "duration", took.Round(time.Millisecond))
+		return true, true
+	case retry:
+		wait := retryBackoff(sub.BackoffMS, res.Attempt)
+		lg.Info("attempt failed; retrying", "outcome", result.Outcome, "exit_code", result.ExitCode, "in", wait.Round(time.Millisecond),
+			"attempts_left", maxAttempts-res.Attempt)
+		streams.Sleep(d.a.hardStop, wait)
+		if d.a.hardStop.Err() != nil {
+			return false, false
+		}
+		return false, true
 	}
-	d.ack(ctx, m)
+	lg.Info("task finished", "outcome", result.Outcome, "exit_code", result.ExitCode, "duration", took.Round(time.Millisecond))
+	if result.Outcome != events.Succeeded && result.Outcome != events.Cancelled && maxAttempts > 1 {
+		// Retries are exhausted: keep the submission in the dead letters,
+		// where it can be looked at and redriven.
+		d.keepDead(ctx, m, sub, fmt.Sprintf("%s after %d attempts: %s", result.Outcome, res.Attempt, orReason(result)))
+	}
+	return true, true
+}
+
+// retryBackoff is the delay before attempt n+1: base doubling with each
+// retry, capped at MaxRetryBackoff, with up to 20% jitter either way.
+func retryBackoff(baseMS, n int64) time.Duration {
+	base := time.Duration(baseMS) * time.Millisecond
+	if base <= 0 {
+		base = DefaultRetryBackoff
+	}
+	d := base
+	for i := int64(1); i < n && d < MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, MaxRetryBackoff)
+	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+	return d + jitter
+}
+
+func orReason(r Result) string {
+	if r.Error != "" {
+		return r.Error
+	}
+	return fmt.Sprintf("exit code %d", r.ExitCode)
+}
+
+// keepDead copies a failed task's dispatch entry to the dead-letter stream
+// (it has its outcome; the copy is for `task dead` and `task redrive`).
+func (d *dispatcher) keepDead(ctx context.Context, m streams.Message, sub events.TaskSubmitted, reason string) {
+	fields, _ := events.Encode(m.Envelope)
+	values := map[string]any{}
+	for i := 0; i+1 < len(fields); i += 2 {
+		values[fmt.Sprint(fields[i])] = fields[i+1]
+	}
+	err := d.a.retry(ctx, "dead-letter", func(ctx context.Context) error {
+		return streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
+			Stream: m.Stream, EntryID: m.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname,
+			Reason: reason, Fields: values,
+		})
+	})
+	if err != nil {
+		d.lg.Warn("could not keep the failed task in the dead letters", "task_id", sub.TaskID, "err", err)
+	}
 }
 
 // execute runs the task with its timeout, streaming output to its log.
 func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.Logger) (Result, time.Duration) {
-	ctx := d.a.hardStop
+	ctx, cancel := context.WithCancelCause(d.a.hardStop)
+	defer cancel(nil)
+	d.a.cancels.Store(sub.TaskID, cancel)
+	defer d.a.cancels.Delete(sub.TaskID)
 	if sub.TimeoutMS > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, sub.Timeout())
-		defer cancel()
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, sub.Timeout())
+		defer stop()
 	}
 	logKey := d.a.cfg.Keys.TaskLog(sub.TaskID)
 	out := newOutput(sub.TaskID, attempt, d.a.cfg.LogLimit, func(l events.TaskLog) {
@@ -350,7 +457,7 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	if taskID != "" {
 		ev := d.a.src.New(events.TaskDeadLettered{TaskID: taskID, Reason: reason, Deliveries: p.Deliveries,
 			Stream: d.stream, EntryID: p.ID}, events.WithCorrelation(taskID))
-		if _, err := d.a.log.GiveUp(ctx, ev); err != nil {
+		if _, err := d.a.log.End(ctx, ev); err != nil {
 			d.lg.Warn("could not record the dead-lettered task; will retry", "entry", p.ID, "err", err)
 			return
 		}

@@ -71,9 +71,13 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 		// Kill the process group: the command and everything it started.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
-		reason := "cancelled: the agent is shutting down"
+		reason := "interrupted: the agent is shutting down"
 		out := events.Failed
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		var ce *CancelError
+		switch cause := context.Cause(ctx); {
+		case errors.As(cause, &ce):
+			reason, out = ce.Error(), events.Cancelled
+		case errors.Is(cause, context.DeadlineExceeded):
 			reason = fmt.Sprintf("timed out after %s; the process group was killed", t.Timeout())
 			out = events.TimedOut
 		}
@@ -92,6 +96,16 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 		return Result{Outcome: events.Failed, ExitCode: code}
 	}
 	return Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: err.Error()}
+}
+
+// CancelError is the cause of a task context cancelled on request.
+type CancelError struct{ Reason string }
+
+func (e *CancelError) Error() string {
+	if e.Reason == "" {
+		return "cancelled on request"
+	}
+	return "cancelled on request: " + e.Reason
 }
 
 // NopExecutor succeeds at once without running anything; benchmarks use it

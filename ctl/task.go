@@ -45,6 +45,10 @@ Examples:
 					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
 					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
 					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
+					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
+					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
+					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
+					&cli.StringFlag{Name: "idempotency-key", Usage: "a repeated run with the same key within " + streams.DefaultIdempotencyWindow.String() + " returns the first run's task instead of submitting again"},
 				},
 				Action: runTask,
 			},
@@ -71,6 +75,26 @@ Examples:
 					&cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 20},
 				},
 				Action: taskList,
+			},
+			{
+				Name:      "cancel",
+				Usage:     "cancel a task: a waiting one never runs, a running one is killed",
+				ArgsUsage: "<task-id>",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
+				Action:    taskCancel,
+			},
+			{
+				Name:   "dead",
+				Usage:  "list dead letters: tasks given up on, and entries that could not be read",
+				Flags:  []cli.Flag{outputFlag(), &cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 50}},
+				Action: taskDead,
+			},
+			{
+				Name:      "redrive",
+				Usage:     "submit an ended task again, as a new task with the same command and target",
+				ArgsUsage: "<task-id>",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the new task to its end"}},
+				Action:    taskRedrive,
 			},
 			{
 				Name:      "logs",
@@ -118,6 +142,22 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if timeout < 0 {
 		return usagef("--timeout %s: must be >= 0", timeout)
 	}
+	attempts := cmd.Int("max-attempts")
+	if attempts < 1 || attempts > MaxAttempts {
+		return usagef("--max-attempts %d: must be between 1 and %d", attempts, MaxAttempts)
+	}
+	backoff := cmd.Duration("retry-backoff")
+	if backoff < 0 {
+		return usagef("--retry-backoff %s: must be >= 0", backoff)
+	}
+	deadline := cmd.Duration("deadline")
+	if deadline <= 0 {
+		return usagef("--deadline %s: must be > 0", deadline)
+	}
+	idemKey := cmd.String("idempotency-key")
+	if idemKey != "" && len(idemKey) > 200 {
+		return usagef("--idempotency-key: at most 200 characters")
+	}
 	e, err := connect(ctx, cmd, 0)
 	if err != nil {
 		return err
@@ -137,6 +177,22 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 
 	log := streams.NewLog(e.rdb, e.keys)
 	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	if idemKey != "" {
+		prev, err := log.Reserve(ctx, idemKey)
+		if err != nil {
+			return err
+		}
+		if len(prev) > 0 {
+			fmt.Fprintf(cmd.Root().ErrWriter, "idempotency key %q was used within the last %s; not submitting again\n", idemKey, streams.DefaultIdempotencyWindow)
+			for _, id := range prev {
+				fmt.Fprintln(cmd.Root().Writer, id)
+			}
+			if !cmd.Bool("wait") {
+				return nil
+			}
+			return waitFor(ctx, cmd, e, prev, nil)
+		}
+	}
 	jobID := ""
 	if len(targets) > 1 {
 		jobID = ulid.Make().String()
@@ -145,16 +201,28 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	for _, t := range targets {
 		id := ulid.Make().String()
 		sub := events.TaskSubmitted{TaskID: id, JobID: jobID, Task: name, Params: params, Argv: argv,
-			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds()}
+			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds(),
+			MaxAttempts: int64(attempts), BackoffMS: backoff.Milliseconds(), Deadline: time.Now().Add(deadline).UTC(),
+			IdempotencyKey: idemKey}
 		opts := []events.Option{events.WithCorrelation(id)}
 		if jobID != "" {
 			opts = []events.Option{events.WithCorrelation(jobID)}
 		}
 		if _, err := log.Submit(ctx, src.New(sub, opts...)); err != nil {
+			if idemKey != "" && len(ids) == 0 {
+				_ = log.Forget(ctx, idemKey)
+			} else if idemKey != "" {
+				_ = log.Remember(ctx, idemKey, ids)
+			}
 			return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), err)
 		}
 		ids = append(ids, id)
 		fmt.Fprintln(cmd.Root().Writer, id)
+	}
+	if idemKey != "" {
+		if err := log.Remember(ctx, idemKey, ids); err != nil {
+			return err
+		}
 	}
 	errw := cmd.Root().ErrWriter
 	if len(targets) > 1 {
@@ -167,13 +235,25 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if !cmd.Bool("wait") {
 		return nil
 	}
-	labels := make([]string, len(targets))
+	var labels []string
 	if len(targets) > 1 {
-		for i, t := range targets {
-			labels[i] = t.name
+		for _, t := range targets {
+			labels = append(labels, t.name)
 		}
 	}
-	done, err := follow(ctx, e, store, ids, labels, cmd.Root().Writer, errw)
+	return waitFor(ctx, cmd, e, ids, labels)
+}
+
+// waitFor follows tasks to their end and reports their outcome.
+func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string) error {
+	if labels == nil {
+		labels = make([]string, len(ids))
+		if len(ids) > 1 {
+			copy(labels, ids)
+		}
+	}
+	errw := cmd.Root().ErrWriter
+	done, err := follow(ctx, e, projections.NewStore(e.rdb, e.keys), ids, labels, cmd.Root().Writer, errw)
 	if err != nil {
 		return err
 	}
@@ -320,7 +400,8 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 			// Read the task's state before its output: output written before
 			// the task ended is then certainly read below.
 			t, err := store.Task(ctx, ids[i])
-			finished := err == nil && t.Done()
+			t = t.At(time.Now())
+			finished := err == nil && (t.Done() || t.State == projections.TaskExpired)
 			if err != nil && !errors.Is(err, projections.ErrNotFound) {
 				return nil, err
 			}
@@ -372,12 +453,22 @@ func summarize(tasks []projections.Task, stderr io.Writer) error {
 			continue
 		}
 		failed++
-		msg := fmt.Sprintf("task %s %s on %s", t.ID, strings.ReplaceAll(string(t.Outcome), "_", " "), orDash(t.Worker))
-		if t.Outcome == events.Failed {
-			msg += fmt.Sprintf(" (exit code %d)", t.ExitCode)
+		msg := fmt.Sprintf("task %s %s", t.ID, strings.ReplaceAll(t.State, "_", " "))
+		if t.Worker != "" {
+			msg += " on " + t.Worker
 		}
-		if t.Error != "" {
-			msg += ": " + t.Error
+		if t.Outcome == events.Failed {
+			msg += fmt.Sprintf(" (exit code %d", t.ExitCode)
+			if len(t.Attempts) > 1 {
+				msg += fmt.Sprintf(", %d attempts", len(t.Attempts))
+			}
+			msg += ")"
+		}
+		for _, why := range []string{t.Error, t.DeadReason, t.EndReason} {
+			if why != "" {
+				msg += ": " + why
+				break
+			}
 		}
 		fmt.Fprintf(stderr, "celeroot: %s\n", msg)
 	}
@@ -411,11 +502,12 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	t = t.At(now)
 	w := cmd.Root().Writer
 	if ok, err := writeData(w, format, t); ok {
 		return err
 	}
-	now := time.Now()
 	tw := newTable(w)
 	target := t.Target
 	if t.Route == events.RouteQueue {
@@ -436,6 +528,27 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 	}
 	if t.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", t.Error)
+	}
+	if t.DeadReason != "" {
+		fmt.Fprintf(tw, "Dead-lettered:\t%s (%s)\n", t.DeadReason, ago(now, t.DeadAt))
+	}
+	if t.EndReason != "" {
+		fmt.Fprintf(tw, "Ended:\t%s (%s)\n", t.EndReason, ago(now, t.EndedAt))
+	}
+	if t.State == projections.TaskExpired && t.EndReason == "" {
+		fmt.Fprintf(tw, "Expired:\tnot started by its deadline %s; the worker is offline or busy\n", fmtTime(t.Deadline))
+	}
+	if !t.CancelRequestedAt.IsZero() && !t.Done() {
+		fmt.Fprintf(tw, "Cancel:\trequested %s\n", ago(now, t.CancelRequestedAt))
+	}
+	if t.MaxAttempts > 1 {
+		fmt.Fprintf(tw, "Max attempts:\t%d\n", t.MaxAttempts)
+	}
+	if !t.Deadline.IsZero() && !t.Done() && len(t.Attempts) == 0 {
+		fmt.Fprintf(tw, "Deadline:\t%s\n", fmtTime(t.Deadline))
+	}
+	if t.RedrivenTo != "" {
+		fmt.Fprintf(tw, "Redriven as:\t%s\n", t.RedrivenTo)
 	}
 	fmt.Fprintf(tw, "Submitted:\t%s (%s) by %s\n", fmtTime(t.SubmittedAt), ago(now, t.SubmittedAt), orDash(t.SubmittedBy))
 	if !t.FinishedAt.IsZero() {
@@ -527,6 +640,12 @@ func quoteArgv(argv []string) string {
 	return strings.Join(parts, " ")
 }
 
+// DefaultDeadline is how long a task may wait to start before it expires.
+const DefaultDeadline = time.Hour
+
+// MaxAttempts bounds --max-attempts.
+const MaxAttempts = 100
+
 // listScanLimit bounds how many tasks one `task list` reads while filtering.
 const listScanLimit = 10000
 
@@ -538,7 +657,8 @@ func taskList(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	states := []string{projections.TaskWaiting, projections.TaskRunning, string(events.Succeeded), string(events.Failed), string(events.TimedOut)}
+	states := []string{projections.TaskWaiting, projections.TaskRunning, projections.TaskRetrying, string(events.Succeeded),
+		string(events.Failed), string(events.TimedOut), string(events.Cancelled), projections.TaskExpired, projections.TaskDead}
 	state := cmd.String("state")
 	if state != "" && !slices.Contains(states, state) {
 		return usagef("--state %q: use one of %s", state, strings.Join(states, ", "))
@@ -557,6 +677,7 @@ func taskList(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer e.rdb.Close()
 	store := projections.NewStore(e.rdb, e.keys)
+	now := time.Now()
 	out := []projections.Task{}
 scan:
 	for scanned := 0; len(out) < limit && scanned < listScanLimit; {
@@ -565,6 +686,7 @@ scan:
 			return err
 		}
 		for _, t := range page {
+			t = t.At(now)
 			if !since.IsZero() && t.SubmittedAt.Before(since) {
 				break scan // older ones follow
 			}
@@ -586,11 +708,147 @@ scan:
 		fmt.Fprintln(cmd.Root().ErrWriter, "No tasks match.")
 		return nil
 	}
-	now := time.Now()
 	tw := newTable(w)
 	fmt.Fprintln(tw, "TASK ID\tTASK\tTARGET\tSTATE\tATTEMPTS\tSUBMITTED\tWORKER")
 	for _, t := range out {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Task, t.Target, t.State, len(t.Attempts), ago(now, t.SubmittedAt), orDash(t.Worker))
 	}
 	return tw.Flush()
+}
+
+func taskCancel(ctx context.Context, cmd *cli.Command) error {
+	id, err := oneArg(cmd, "task-id")
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	log := streams.NewLog(e.rdb, e.keys)
+	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	reason := cmd.String("reason")
+	if reason == "" {
+		reason = "cancelled by " + src.Actor
+	}
+	res, err := log.End(ctx, src.New(events.TaskEnded{TaskID: id, State: events.EndCancelled, Reason: reason}, events.WithCorrelation(id)))
+	if err != nil {
+		return err
+	}
+	w := cmd.Root().Writer
+	switch {
+	case res.Ended:
+		fmt.Fprintf(w, "task %s cancelled before it ran\n", id)
+		return nil
+	case res.State == "running":
+		req := src.New(events.TaskCancel{TaskID: id, Reason: reason}, events.WithCorrelation(id))
+		if _, err := log.Record(ctx, id, req); err != nil {
+			return err
+		}
+		if _, err := log.Append(ctx, e.keys.WorkerControl(res.Worker), req, 1000); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "task %s is running on %s: asked it to stop (follow with 'celeroot task status %s')\n", id, res.Worker, id)
+		return nil
+	case res.State == "":
+		return fmt.Errorf("no task %s in cluster %s", id, e.keys.Cluster)
+	}
+	return fmt.Errorf("task %s has already ended (%s); nothing to cancel", id, res.State)
+}
+
+// deadView is a dead letter as printed.
+type deadView struct {
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	TaskID  string    `json:"task_id,omitempty"`
+	Stream  string    `json:"stream"`
+	EntryID string    `json:"entry_id"`
+	Reason  string    `json:"reason"`
+}
+
+func taskDead(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Args().Len() > 0 {
+		return usagef("unexpected argument %q", cmd.Args().First())
+	}
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	dead, err := streams.DeadLetters(ctx, e.rdb, e.keys.DeadLetters(), int64(cmd.Int("limit")))
+	if err != nil {
+		return err
+	}
+	views := []deadView{}
+	for _, d := range dead {
+		v := deadView{ID: d.ID, Time: d.Time, Stream: d.Stream, EntryID: d.EntryID, Reason: d.Reason}
+		if env, err := events.Decode(d.Fields); err == nil {
+			if sub, ok := env.Payload.(events.TaskSubmitted); ok {
+				v.TaskID = sub.TaskID
+			}
+		}
+		views = append(views, v)
+	}
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, views); ok {
+		return err
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(cmd.Root().ErrWriter, "No dead letters.")
+		return nil
+	}
+	now := time.Now()
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WHEN\tTASK ID\tREASON")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", ago(now, v.Time), orDash(v.TaskID), v.Reason)
+	}
+	return tw.Flush()
+}
+
+func taskRedrive(ctx context.Context, cmd *cli.Command) error {
+	id, err := oneArg(cmd, "task-id")
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	t, err := projections.NewStore(e.rdb, e.keys).Task(ctx, id)
+	if errors.Is(err, projections.ErrNotFound) {
+		return fmt.Errorf("no task %s in cluster %s", id, e.keys.Cluster)
+	}
+	if err != nil {
+		return err
+	}
+	if !t.Done() {
+		return fmt.Errorf("task %s is %s; only an ended task can be redriven", id, t.State)
+	}
+	if t.Outcome == events.Succeeded {
+		return fmt.Errorf("task %s succeeded; run it again with 'celeroot task run' if that is what you want", id)
+	}
+	log := streams.NewLog(e.rdb, e.keys)
+	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	newID := ulid.Make().String()
+	deadline := DefaultDeadline
+	sub := events.TaskSubmitted{TaskID: newID, Task: t.Task, Params: t.Params, Argv: t.Argv, Route: t.Route, Target: t.Target,
+		TimeoutMS: t.TimeoutMS, MaxAttempts: t.MaxAttempts, Deadline: time.Now().Add(deadline).UTC()}
+	if _, err := log.Submit(ctx, src.New(sub, events.WithCorrelation(newID), events.WithCausation(id))); err != nil {
+		return err
+	}
+	if _, err := log.Record(ctx, id, src.New(events.TaskRedriven{TaskID: id, NewTaskID: newID}, events.WithCorrelation(id))); err != nil {
+		return fmt.Errorf("task %s submitted, but recording the redrive on %s failed: %w", newID, id, err)
+	}
+	fmt.Fprintln(cmd.Root().Writer, newID)
+	if cmd.Bool("wait") {
+		return waitFor(ctx, cmd, e, []string{newID}, nil)
+	}
+	return nil
 }

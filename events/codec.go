@@ -76,6 +76,9 @@ var registry = map[string]func() Payload{
 	TypeTaskFinished:     func() Payload { return &TaskFinished{} },
 	TypeConfigApplied:    func() Payload { return &ConfigApplied{} },
 	TypeTaskDeadLettered: func() Payload { return &TaskDeadLettered{} },
+	TypeTaskCancel:       func() Payload { return &TaskCancel{} },
+	TypeTaskEnded:        func() Payload { return &TaskEnded{} },
+	TypeTaskRedriven:     func() Payload { return &TaskRedriven{} },
 }
 
 // Types returns every known type name.
@@ -254,6 +257,12 @@ func deref(p Payload) Payload {
 	case *ConfigApplied:
 		return *v
 	case *TaskDeadLettered:
+		return *v
+	case *TaskCancel:
+		return *v
+	case *TaskEnded:
+		return *v
+	case *TaskRedriven:
 		return *v
 	}
 	return p

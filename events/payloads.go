@@ -20,6 +20,9 @@ const (
 	TypeTaskFinished     = "task.finished.v1"
 	TypeConfigApplied    = "config.applied.v1"
 	TypeTaskDeadLettered = "task.deadlettered.v1"
+	TypeTaskCancel       = "task.cancel.v1"
+	TypeTaskEnded        = "task.ended.v1"
+	TypeTaskRedriven     = "task.redriven.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -30,10 +33,14 @@ const (
 	Succeeded Outcome = "succeeded"
 	Failed    Outcome = "failed"
 	TimedOut  Outcome = "timed_out"
+	// Cancelled: stopped by `celeroot task cancel`.
+	Cancelled Outcome = "cancelled"
 )
 
 // Valid reports whether o is a known outcome.
-func (o Outcome) Valid() bool { return o == Succeeded || o == Failed || o == TimedOut }
+func (o Outcome) Valid() bool {
+	return o == Succeeded || o == Failed || o == TimedOut || o == Cancelled
+}
 
 // Route says how a task reaches a worker.
 type Route string
@@ -121,6 +128,15 @@ type TaskSubmitted struct {
 	// Target is the worker hostname (RouteWorker) or role (RouteQueue).
 	Target    string `json:"target"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	// MaxAttempts is how many attempts a failing task gets (0 or 1: one).
+	MaxAttempts int64 `json:"max_attempts,omitempty"`
+	// BackoffMS is the delay before the first retry; it doubles with each
+	// retry, with jitter.
+	BackoffMS int64 `json:"backoff_ms,omitempty"`
+	// Deadline is when a task that has not started yet expires instead.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// IdempotencyKey, if set, made a repeated submission return this task.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // EventType implements Payload.
@@ -141,6 +157,8 @@ func (p TaskSubmitted) Validate() error {
 		routeErr,
 		name("target", p.Target),
 		nonNegative("timeout_ms", p.TimeoutMS),
+		nonNegative("max_attempts", p.MaxAttempts),
+		nonNegative("backoff_ms", p.BackoffMS),
 	)
 }
 
@@ -205,6 +223,9 @@ type TaskFinished struct {
 	Error      string  `json:"error,omitempty"`
 	DurationMS int64   `json:"duration_ms"`
 	Stale      bool    `json:"stale,omitempty"`
+	// WillRetry marks a failed attempt after which the task is retried:
+	// the attempt ended, the task did not.
+	WillRetry bool `json:"will_retry,omitempty"`
 }
 
 // EventType implements Payload.
@@ -214,7 +235,7 @@ func (TaskFinished) EventType() string { return TypeTaskFinished }
 func (p TaskFinished) Validate() error {
 	var outErr error
 	if !p.Outcome.Valid() {
-		outErr = fmt.Errorf("outcome %q is not one of succeeded, failed, timed_out", p.Outcome)
+		outErr = fmt.Errorf("outcome %q is not one of succeeded, failed, timed_out, cancelled", p.Outcome)
 	}
 	return joinErrs(name("task_id", p.TaskID), positive("attempt", p.Attempt),
 		name("worker", p.Worker), outErr, nonNegative("duration_ms", p.DurationMS))
@@ -311,4 +332,61 @@ func (TaskDeadLettered) EventType() string { return TypeTaskDeadLettered }
 // Validate implements Payload.
 func (p TaskDeadLettered) Validate() error {
 	return joinErrs(name("task_id", p.TaskID), required("reason", p.Reason), nonNegative("deliveries", p.Deliveries))
+}
+
+// TaskCancel asks for a task to be cancelled. It is recorded in the task's
+// shard and, for a running task, sent to the worker's control stream.
+type TaskCancel struct {
+	TaskID string `json:"task_id"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// EventType implements Payload.
+func (TaskCancel) EventType() string { return TypeTaskCancel }
+
+// Validate implements Payload.
+func (p TaskCancel) Validate() error { return name("task_id", p.TaskID) }
+
+// End states of a task that ended without an attempt's outcome.
+const (
+	// EndExpired: a task that had not started when its deadline passed.
+	EndExpired = "expired"
+	// EndCancelled: a task cancelled before it started.
+	EndCancelled = "cancelled"
+)
+
+// TaskEnded records that a task ended without running to an outcome:
+// cancelled while waiting, or expired at its deadline.
+type TaskEnded struct {
+	TaskID string `json:"task_id"`
+	// State is EndExpired or EndCancelled.
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+}
+
+// EventType implements Payload.
+func (TaskEnded) EventType() string { return TypeTaskEnded }
+
+// Validate implements Payload.
+func (p TaskEnded) Validate() error {
+	var stErr error
+	if p.State != EndExpired && p.State != EndCancelled {
+		stErr = fmt.Errorf("state %q is not %s or %s", p.State, EndExpired, EndCancelled)
+	}
+	return joinErrs(name("task_id", p.TaskID), stErr, required("reason", p.Reason))
+}
+
+// TaskRedriven records that a task was submitted again as NewTaskID (from
+// the dead letters, or after it failed).
+type TaskRedriven struct {
+	TaskID    string `json:"task_id"`
+	NewTaskID string `json:"new_task_id"`
+}
+
+// EventType implements Payload.
+func (TaskRedriven) EventType() string { return TypeTaskRedriven }
+
+// Validate implements Payload.
+func (p TaskRedriven) Validate() error {
+	return joinErrs(name("task_id", p.TaskID), name("new_task_id", p.NewTaskID))
 }

@@ -58,7 +58,7 @@ func TestTaskView(t *testing.T) {
 	got := projections.TaskFromRecord("t1", recs[projections.Ref{Kind: projections.KindTask, ID: "t1"}])
 	want := projections.Task{
 		ID: "t1", Task: "command", Route: events.RouteQueue, Target: "webserver", Argv: []string{"uname"},
-		TimeoutMS: 1000, SubmittedAt: t0.Add(2 * time.Second), SubmittedBy: "cli:alice",
+		TimeoutMS: 1000, MaxAttempts: 1, SubmittedAt: t0.Add(2 * time.Second), SubmittedBy: "cli:alice",
 		State: "succeeded", Outcome: events.Succeeded, FinishedAt: t0.Add(6 * time.Second), Worker: "web2",
 		Attempts: []projections.Attempt{
 			{Number: 1, Worker: "web1", StartedAt: t0.Add(4 * time.Second), FinishedAt: t0.Add(7 * time.Second),

@@ -76,6 +76,9 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"params":       jsonString(p.Params),
 			"argv":         jsonString(p.Argv),
 			"timeout_ms":   strconv.FormatInt(p.TimeoutMS, 10),
+			"max_attempts": strconv.FormatInt(max(p.MaxAttempts, 1), 10),
+			"deadline":     formatTime(p.Deadline),
+			"idem_key":     p.IdempotencyKey,
 			"submitted_at": at,
 			"submitted_by": e.Actor,
 		}}}
@@ -94,10 +97,11 @@ func Reduce(e events.Envelope, order string) []Patch {
 			a + "finished_at": at,
 			a + "duration_ms": strconv.FormatInt(p.DurationMS, 10),
 			a + "stale":       strconv.FormatBool(p.Stale),
+			a + "will_retry":  strconv.FormatBool(p.WillRetry),
 			a + "end_worker":  p.Worker,
 		}
 		patches := []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "f", Order: order, Fields: end}}
-		if !p.Stale {
+		if !p.Stale && !p.WillRetry {
 			patches = append(patches, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "out", Order: order, Fields: map[string]string{
 				"outcome":     string(p.Outcome),
 				"exit_code":   strconv.Itoa(p.ExitCode),
@@ -108,6 +112,23 @@ func Reduce(e events.Envelope, order string) []Patch {
 			}})
 		}
 		return patches
+	case events.TaskEnded:
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "end", Order: order, Fields: map[string]string{
+			"ended_at":     at,
+			"ended_state":  p.State,
+			"ended_reason": p.Reason,
+		}}}
+	case events.TaskCancel:
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "cancel", Order: order, Fields: map[string]string{
+			"cancel_requested_at": at,
+			"cancel_reason":       p.Reason,
+			"cancel_by":           e.Actor,
+		}}}
+	case events.TaskRedriven:
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "redrive", Order: order, Fields: map[string]string{
+			"redriven_to": p.NewTaskID,
+			"redriven_at": at,
+		}}}
 	case events.TaskDeadLettered:
 		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "dead", Order: order, Fields: map[string]string{
 			"dead_at":         at,
@@ -116,6 +137,13 @@ func Reduce(e events.Envelope, order string) []Patch {
 		}}}
 	}
 	return nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
 }
 
 func attemptPrefix(n int64) string { return "a" + strconv.FormatInt(n, 10) + "." }

@@ -103,6 +103,11 @@ const (
 	TaskRunning = "running"
 	// TaskDead: given up on and moved to the dead-letter stream.
 	TaskDead = "dead"
+	// TaskRetrying: an attempt failed and the next one is due.
+	TaskRetrying = "retrying"
+	// TaskExpired and TaskCancelled end a task that never ran to an outcome.
+	TaskExpired   = "expired"
+	TaskCancelled = "cancelled"
 )
 
 // Attempt is one attempt at running a task.
@@ -117,6 +122,8 @@ type Attempt struct {
 	DurationMS int64          `json:"duration_ms,omitempty"`
 	// Stale marks a result reported by an attempt that had been superseded.
 	Stale bool `json:"stale,omitempty"`
+	// WillRetry marks a failed attempt followed by another.
+	WillRetry bool `json:"will_retry,omitempty"`
 }
 
 // Task is the projection of one task.
@@ -142,12 +149,34 @@ type Task struct {
 	Worker   string    `json:"worker,omitempty"`
 	Attempts []Attempt `json:"attempts"`
 	// DeadAt and DeadReason are set when the task was dead-lettered.
-	DeadAt     time.Time `json:"dead_at,omitempty"`
+	DeadAt     time.Time `json:"dead_at,omitzero"`
 	DeadReason string    `json:"dead_reason,omitempty"`
+	// EndedAt and EndReason are set when it expired or was cancelled
+	// before it ran.
+	EndedAt     time.Time `json:"ended_at,omitzero"`
+	EndReason   string    `json:"end_reason,omitempty"`
+	MaxAttempts int64     `json:"max_attempts"`
+	// Deadline is when the task expires if it has not started by then.
+	Deadline       time.Time `json:"deadline,omitzero"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	// CancelRequestedAt is set once someone asked to cancel the task.
+	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
+	// RedrivenTo is the task submitted again in its place.
+	RedrivenTo string `json:"redriven_to,omitempty"`
 }
 
-// Done reports whether the task has ended: with an outcome, or dead-lettered.
-func (t Task) Done() bool { return t.Outcome != "" || !t.DeadAt.IsZero() }
+// Done reports whether the task has ended: with an outcome, dead-lettered,
+// expired or cancelled.
+func (t Task) Done() bool { return t.Outcome != "" || !t.DeadAt.IsZero() || !t.EndedAt.IsZero() }
+
+// At returns the task as seen at now: a task still waiting after its
+// deadline is shown expired (the worker that would record it is offline).
+func (t Task) At(now time.Time) Task {
+	if t.State == TaskWaiting && !t.Deadline.IsZero() && now.After(t.Deadline) {
+		t.State = TaskExpired
+	}
+	return t
+}
 
 // TaskFromRecord builds the task view of a record.
 func TaskFromRecord(id string, r Record) Task {
@@ -165,7 +194,15 @@ func TaskFromRecord(id string, r Record) Task {
 		Worker:      r["worker"],
 		DeadAt:      parseTime(r["dead_at"]),
 		DeadReason:  r["dead_reason"],
+		EndedAt:     parseTime(r["ended_at"]),
+		EndReason:   r["ended_reason"],
+		Deadline:    parseTime(r["deadline"]),
+
+		IdempotencyKey:    r["idem_key"],
+		CancelRequestedAt: parseTime(r["cancel_requested_at"]),
+		RedrivenTo:        r["redriven_to"],
 	}
+	t.MaxAttempts, _ = strconv.ParseInt(r["max_attempts"], 10, 64)
 	_ = json.Unmarshal([]byte(r["params"]), &t.Params)
 	_ = json.Unmarshal([]byte(r["argv"]), &t.Argv)
 	t.TimeoutMS, _ = strconv.ParseInt(r["timeout_ms"], 10, 64)
@@ -209,6 +246,8 @@ func TaskFromRecord(id string, r Record) Task {
 			a.DurationMS, _ = strconv.ParseInt(v, 10, 64)
 		case "stale":
 			a.Stale = v == "true"
+		case "will_retry":
+			a.WillRetry = v == "true"
 		}
 	}
 	for _, a := range byNum {
@@ -220,8 +259,12 @@ func TaskFromRecord(id string, r Record) Task {
 		t.State = string(t.Outcome)
 	case !t.DeadAt.IsZero():
 		t.State = TaskDead
+	case !t.EndedAt.IsZero():
+		t.State = r["ended_state"]
 	case len(t.Attempts) > 0 && t.Attempts[len(t.Attempts)-1].FinishedAt.IsZero():
 		t.State = TaskRunning
+	case len(t.Attempts) > 0 && t.Attempts[len(t.Attempts)-1].WillRetry:
+		t.State = TaskRetrying
 	default:
 		t.State = TaskWaiting
 	}

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/celeroot/celeroot/events"
@@ -31,6 +33,7 @@ import (
 //	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
 //	celeroot:<c>:{idx}:tasks             zset   task ids by submission time (ms)
 //	celeroot:<c>:{dead}:entries          stream dead letters
+//	celeroot:<c>:{idem}:<sha256(key)>    string task ids submitted with an idempotency key
 
 // Consumer group names.
 const (
@@ -159,6 +162,13 @@ func (k Keys) WorkerIndex() string { return k.key("idx", "workers") }
 
 // TaskIndex is the sorted set of task ids scored by submission time in ms.
 func (k Keys) TaskIndex() string { return k.key("idx", "tasks") }
+
+// Idempotency is the key remembering the tasks submitted with an
+// idempotency key (hashed, so any key text is safe).
+func (k Keys) Idempotency(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return k.key("idem", hex.EncodeToString(sum[:16]))
+}
 
 // DeadLetters is the dead-letter stream.
 func (k Keys) DeadLetters() string { return k.key("dead", "entries") }

@@ -118,7 +118,7 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'state')
 if not st then return {-1, 'unknown'} end
-if st == 'done' or st == 'dead' then return {0, 'done'} end
+if st == 'done' or st == 'dead' or st == 'ended' then return {0, 'done'} end
 if redis.call('HGET', KEYS[2], 'start_event') == ARGV[4] then
   return {tonumber(redis.call('HGET', KEYS[2], 'epoch')), 'again'}
 end
@@ -190,8 +190,9 @@ func (l *Log) Start(ctx context.Context, e events.Envelope, entry string) (Start
 // finishScript records task.finished: as the outcome when the attempt is the
 // task's current one, as stale otherwise. ARGV[1] attempt, ARGV[2] payload,
 // ARGV[3] stale payload, ARGV[4] fence retention in seconds, ARGV[5] outcome,
-// ARGV[6] event id, then the envelope fields. A call repeated with the same
-// event id appends nothing and answers as the first did.
+// ARGV[6] event id, ARGV[7] "1" if the task is retried after this attempt,
+// then the envelope fields. A call repeated with the same event id appends
+// nothing and answers as the first did.
 var finishScript = redis.NewScript(`
 if redis.call('HGET', KEYS[2], 'finish_event') == ARGV[6] then
   return {tonumber(redis.call('HGET', KEYS[2], 'finish_stale')), 'again'}
@@ -201,14 +202,18 @@ local st = redis.call('HGET', KEYS[2], 'state')
 local data, stale = ARGV[3], 1
 if st == 'running' and epoch == tonumber(ARGV[1]) then
   data, stale = ARGV[2], 0
-  redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  if ARGV[7] == '1' then
+    redis.call('HSET', KEYS[2], 'state', 'retrying')
+  else
+    redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', stale)
 end
 local f = {}
-for i = 7, #ARGV do f[#f+1] = ARGV[i] end
+for i = 8, #ARGV do f[#f+1] = ARGV[i] end
 f[#f+1] = 'data'
 f[#f+1] = data
 local id = redis.call('XADD', KEYS[1], '*', unpack(f))
@@ -230,7 +235,11 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	if err != nil {
 		return false, err
 	}
-	p.Stale = true
+	retry := "0"
+	if p.WillRetry {
+		retry = "1"
+	}
+	p.Stale, p.WillRetry = true, false
 	staleData, err := json.Marshal(p)
 	if err != nil {
 		return false, err
@@ -239,7 +248,7 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	if retention <= 0 {
 		retention = int64(DefaultFenceRetention / time.Second)
 	}
-	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String()}, fields...)
+	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String(), retry}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
@@ -265,41 +274,66 @@ func encodeSplit(e events.Envelope) (fields []any, data string, err error) {
 	return fields, data, nil
 }
 
-// deadScript ends a task as dead-lettered unless it already has an
-// outcome: ARGV[1] retention in seconds, then the envelope fields.
-var deadScript = redis.NewScript(`
+// endScript ends a task that has no outcome, as dead (ARGV[2] = "dead")
+// or ended (expired or cancelled, "ended"), and appends the event. A task
+// that is running is ended only if ARGV[3] is "1" (a dead-lettered entry
+// whose workers all died). It returns {"ok"} or {state, worker}.
+var endScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'state')
-if st == 'done' or st == 'dead' then return 0 end
+if st == 'done' or st == 'dead' or st == 'ended' then return {st, ''} end
+if st == 'running' and ARGV[3] ~= '1' then
+  return {st, redis.call('HGET', KEYS[2], 'worker') or ''}
+end
 if st then
-  redis.call('HSET', KEYS[2], 'state', 'dead')
+  redis.call('HSET', KEYS[2], 'state', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 local f = {}
-for i = 2, #ARGV do f[#f+1] = ARGV[i] end
+for i = 4, #ARGV do f[#f+1] = ARGV[i] end
 redis.call('XADD', KEYS[1], '*', unpack(f))
-return 1
+return {'ok', ''}
 `)
 
-// GiveUp records task.deadlettered for a task that has no outcome, so it
-// ends as dead and no later delivery runs it. It reports false when the
-// task had already ended (nothing is recorded then).
-func (l *Log) GiveUp(ctx context.Context, e events.Envelope) (bool, error) {
-	p, ok := e.Payload.(events.TaskDeadLettered)
-	if !ok {
-		return false, fmt.Errorf("give up: payload is %T, want events.TaskDeadLettered", e.Payload)
+// EndResult says what End found.
+type EndResult struct {
+	// Ended is true when the task was ended by this call.
+	Ended bool
+	// State is the fence state found when not ended: "running", "done",
+	// "dead" or "ended".
+	State string
+	// Worker runs the task when State is "running".
+	Worker string
+}
+
+// End ends a task without an outcome of its own: e is task.deadlettered
+// (which may end a running task: all its deliveries failed) or task.ended
+// (expired or cancelled; refused while the task runs). Nothing is recorded
+// for a task that already ended.
+func (l *Log) End(ctx context.Context, e events.Envelope) (EndResult, error) {
+	var taskID, state, running string
+	switch p := e.Payload.(type) {
+	case events.TaskDeadLettered:
+		taskID, state, running = p.TaskID, "dead", "1"
+	case events.TaskEnded:
+		taskID, state, running = p.TaskID, "ended", "0"
+	default:
+		return EndResult{}, fmt.Errorf("end: payload is %T, want task.deadlettered or task.ended", e.Payload)
 	}
 	fields, err := events.Encode(e)
 	if err != nil {
-		return false, err
+		return EndResult{}, err
 	}
 	retention := int64(l.FenceRetention / time.Second)
 	if retention <= 0 {
 		retention = int64(DefaultFenceRetention / time.Second)
 	}
-	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	n, err := deadScript.Run(ctx, l.rdb, keys, append([]any{retention}, fields...)...).Int()
+	keys := []string{l.keys.EventsFor(taskID), l.keys.TaskFence(taskID)}
+	res, err := endScript.Run(ctx, l.rdb, keys, append([]any{retention, state, running}, fields...)...).StringSlice()
 	if err != nil {
-		return false, fmt.Errorf("dead-letter task %s: %w", p.TaskID, err)
+		return EndResult{}, fmt.Errorf("end task %s: %w", taskID, err)
 	}
-	return n == 1, nil
+	if res[0] == "ok" {
+		return EndResult{Ended: true}, nil
+	}
+	return EndResult{State: res[0], Worker: res[1]}, nil
 }
