@@ -110,6 +110,16 @@ func TestCancelWaitingTaskNeverRuns(t *testing.T) {
 	})
 }
 
+func TestEndUnknownTask(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		res, err := fx.log.End(context.Background(), events.Source{Cluster: fx.keys.Cluster}.New(events.TaskEnded{
+			TaskID: ulid.Make().String(), State: events.EndCancelled, Reason: "x"}))
+		if err != nil || res.Ended || res.State != "" {
+			t.Errorf("End of an unknown task = %+v, %v; want not ended, no state", res, err)
+		}
+	})
+}
+
 func TestDeadlineExpiresTaskOfOfflineWorker(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
 		deadline := time.Now().Add(300 * time.Millisecond)

@@ -48,7 +48,7 @@ Examples:
 					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
 					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
 					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
-					&cli.StringFlag{Name: "idempotency-key", Usage: "a repeated run with the same key within " + streams.DefaultIdempotencyWindow.String() + " returns the first run's task instead of submitting again"},
+					&cli.StringFlag{Name: "idempotency-key", Usage: "a repeated run with the same key within " + fmtDuration(streams.DefaultIdempotencyWindow) + " returns the first run's task instead of submitting again"},
 				},
 				Action: runTask,
 			},
@@ -183,7 +183,7 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 			return err
 		}
 		if len(prev) > 0 {
-			fmt.Fprintf(cmd.Root().ErrWriter, "idempotency key %q was used within the last %s; not submitting again\n", idemKey, streams.DefaultIdempotencyWindow)
+			fmt.Fprintf(cmd.Root().ErrWriter, "idempotency key %q was used within the last %s; not submitting again\n", idemKey, fmtDuration(streams.DefaultIdempotencyWindow))
 			for _, id := range prev {
 				fmt.Fprintln(cmd.Root().Writer, id)
 			}
@@ -851,4 +851,16 @@ func taskRedrive(ctx context.Context, cmd *cli.Command) error {
 		return waitFor(ctx, cmd, e, []string{newID}, nil)
 	}
 	return nil
+}
+
+// fmtDuration prints a duration without trailing zero units: 24h, 1h30m.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }

@@ -280,6 +280,7 @@ func encodeSplit(e events.Envelope) (fields []any, data string, err error) {
 // whose workers all died). It returns {"ok"} or {state, worker}.
 var endScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[2], 'state')
+if not st and ARGV[3] ~= '1' then return {'', ''} end
 if st == 'done' or st == 'dead' or st == 'ended' then return {st, ''} end
 if st == 'running' and ARGV[3] ~= '1' then
   return {st, redis.call('HGET', KEYS[2], 'worker') or ''}
@@ -299,7 +300,7 @@ type EndResult struct {
 	// Ended is true when the task was ended by this call.
 	Ended bool
 	// State is the fence state found when not ended: "running", "done",
-	// "dead" or "ended".
+	// "dead" or "ended"; "" for a task with no record.
 	State string
 	// Worker runs the task when State is "running".
 	Worker string
