@@ -19,7 +19,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func TestMain(m *testing.M) { os.Exit(streamstest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv("CELEROOT_TEST_AGENT") != "" {
+		os.Exit(agentProcess())
+	}
+	os.Exit(streamstest.Main(m))
+}
 
 type fixture struct {
 	t     *testing.T
@@ -30,17 +35,24 @@ type fixture struct {
 }
 
 func each(t *testing.T, f func(t *testing.T, fx *fixture)) {
-	for _, srv := range streamstest.Servers(t) {
+	for _, srv := range serversFor(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
-			keys, err := streams.NewKeys(streamstest.ClusterName(t), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rdb := srv.Client(t)
-			f(t, &fixture{t: t, rdb: rdb, keys: keys, log: streams.NewLog(rdb, keys), store: projections.NewStore(rdb, keys)})
+			f(t, newFixture(t, srv))
 		})
 	}
+}
+
+func serversFor(t *testing.T) []*streamstest.Server { return streamstest.Servers(t) }
+
+// newFixture gives a test its own cluster namespace on srv.
+func newFixture(t *testing.T, srv *streamstest.Server) *fixture {
+	keys, err := streams.NewKeys(streamstest.ClusterName(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client(t)
+	return &fixture{t: t, rdb: rdb, keys: keys, log: streams.NewLog(rdb, keys), store: projections.NewStore(rdb, keys)}
 }
 
 // start runs an agent until the test ends (or stop is called) and waits
