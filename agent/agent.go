@@ -36,6 +36,8 @@ type agent struct {
 	// hardStop is cancelled when the shutdown grace period is over: running
 	// tasks are then killed.
 	hardStop context.Context
+	// stop ends Run gracefully, with a cause (a remote drain).
+	stop context.CancelCauseFunc
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -53,6 +55,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	}
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
 
+	// A drain request from the control stream stops the agent as SIGTERM does.
+	ctx, a.stop = context.WithCancelCause(ctx)
+	defer a.stop(nil)
 	if err := a.register(ctx); err != nil {
 		return err
 	}

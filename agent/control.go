@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/celeroot/celeroot/events"
@@ -51,6 +52,13 @@ func (c *control) Run(ctx context.Context) error {
 				} else {
 					lg.Info("cancel request for a task not running here", "task_id", p.TaskID)
 				}
+			case events.WorkerDrain:
+				lg.Info("drain requested", "by", m.Envelope.Actor, "reason", p.Reason)
+				reason := "drained by " + m.Envelope.Actor
+				if p.Reason != "" {
+					reason += ": " + p.Reason
+				}
+				c.a.stop(errors.New(reason))
 			default:
 				lg.Warn("unexpected event in the control stream; ignored", "type", m.Envelope.Type, "entry", m.ID)
 			}

@@ -146,3 +146,32 @@ func TestDeadlineExpiresTaskOfOfflineWorker(t *testing.T) {
 		}
 	})
 }
+
+func TestRemoteDrain(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		fx.start("obs", "observer", nil)
+		fx.start("web1", "webserver", nil)
+		ctx := context.Background()
+		id := fx.submitWith(events.TaskSubmitted{Route: events.RouteWorker, Target: "web1", Argv: []string{"sh", "-c", "sleep 1; echo finished"}})
+		fx.waitFor("task running", func() bool {
+			task, err := fx.store.Task(ctx, id)
+			return err == nil && task.State == projections.TaskRunning
+		})
+		req := events.Source{Cluster: fx.keys.Cluster, Actor: "cli:ops"}.New(events.WorkerDrain{Hostname: "web1", Reason: "kernel upgrade"})
+		if _, err := fx.log.Append(ctx, fx.keys.WorkerControl("web1"), req, 0); err != nil {
+			t.Fatal(err)
+		}
+		if task := fx.wait(id); task.Outcome != events.Succeeded {
+			t.Errorf("running task during drain = %s, want succeeded", task.Outcome)
+		}
+		var w projections.Worker
+		fx.waitFor("web1 left", func() bool {
+			var err error
+			w, err = fx.store.Worker(ctx, "web1")
+			return err == nil && w.State(time.Now()) == projections.WorkerLeft
+		})
+		if !strings.Contains(w.LeftReason, "drained by cli:ops: kernel upgrade") {
+			t.Errorf("left reason = %q", w.LeftReason)
+		}
+	})
+}

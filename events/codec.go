@@ -79,6 +79,7 @@ var registry = map[string]func() Payload{
 	TypeTaskCancel:       func() Payload { return &TaskCancel{} },
 	TypeTaskEnded:        func() Payload { return &TaskEnded{} },
 	TypeTaskRedriven:     func() Payload { return &TaskRedriven{} },
+	TypeWorkerDrain:      func() Payload { return &WorkerDrain{} },
 }
 
 // Types returns every known type name.
@@ -263,6 +264,8 @@ func deref(p Payload) Payload {
 	case *TaskEnded:
 		return *v
 	case *TaskRedriven:
+		return *v
+	case *WorkerDrain:
 		return *v
 	}
 	return p

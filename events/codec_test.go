@@ -42,6 +42,7 @@ func samplePayloads() []Payload {
 		TaskFinished{TaskID: "01J", Attempt: 2, Worker: "web2", Outcome: Failed, ExitCode: 127,
 			Error: "exec: \"nope\": executable file not found in $PATH", DurationMS: 12, Stale: true, WillRetry: true},
 		TaskCancel{TaskID: "01J", Reason: "wrong host"},
+		WorkerDrain{Hostname: "web1", Reason: "kernel upgrade"},
 		TaskEnded{TaskID: "01J", State: EndExpired, Reason: "deadline passed"},
 		TaskRedriven{TaskID: "01J", NewTaskID: "01K"},
 		TaskDeadLettered{TaskID: "01J", Reason: "delivered 5 times without a result", Deliveries: 5, Stream: "s", EntryID: "1-0"},

@@ -23,6 +23,7 @@ const (
 	TypeTaskCancel       = "task.cancel.v1"
 	TypeTaskEnded        = "task.ended.v1"
 	TypeTaskRedriven     = "task.redriven.v1"
+	TypeWorkerDrain      = "worker.drain.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -390,3 +391,16 @@ func (TaskRedriven) EventType() string { return TypeTaskRedriven }
 func (p TaskRedriven) Validate() error {
 	return joinErrs(name("task_id", p.TaskID), name("new_task_id", p.NewTaskID))
 }
+
+// WorkerDrain asks a worker, through its control stream, to drain and stop:
+// take no new tasks, let running ones finish, leave.
+type WorkerDrain struct {
+	Hostname string `json:"hostname"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// EventType implements Payload.
+func (WorkerDrain) EventType() string { return TypeWorkerDrain }
+
+// Validate implements Payload.
+func (p WorkerDrain) Validate() error { return name("hostname", p.Hostname) }
