@@ -230,7 +230,7 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		fmt.Fprintf(errw, "job %s: %d tasks on %s\n", jobID, len(ids), strings.Join(names, ", "))
+		fmt.Fprintf(errw, "job %s: %d tasks on %s (status of all: celeroot task status %s)\n", jobID, len(ids), strings.Join(names, ", "), jobID)
 	}
 	if !cmd.Bool("wait") {
 		return nil
@@ -495,9 +495,14 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	t, err := projections.NewStore(e.rdb, e.keys).Task(ctx, id)
+	store := projections.NewStore(e.rdb, e.keys)
+	t, err := store.Task(ctx, id)
 	if errors.Is(err, projections.ErrNotFound) {
-		return fmt.Errorf("no task %s in cluster %s (list recent tasks with 'celeroot task list')", id, e.keys.Cluster)
+		job, jerr := store.Job(ctx, id)
+		if jerr == nil {
+			return jobStatus(cmd, format, job)
+		}
+		return fmt.Errorf("no task or job %s in cluster %s (list recent tasks with 'celeroot task list')", id, e.keys.Cluster)
 	}
 	if err != nil {
 		return err
@@ -863,4 +868,41 @@ func fmtDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// jobView is a job as printed by JSON and YAML output.
+type jobView struct {
+	projections.Job
+	Counts map[string]int `json:"counts"`
+}
+
+func jobStatus(cmd *cli.Command, format string, job projections.Job) error {
+	now := time.Now()
+	for i := range job.Tasks {
+		job.Tasks[i] = job.Tasks[i].At(now)
+	}
+	counts := job.Counts(now)
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, jobView{job, counts}); ok {
+		return err
+	}
+	var parts []string
+	for _, st := range []string{string(events.Succeeded), string(events.Failed), string(events.TimedOut), string(events.Cancelled),
+		projections.TaskRunning, projections.TaskRetrying, projections.TaskWaiting, projections.TaskExpired, projections.TaskDead} {
+		if n := counts[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	fmt.Fprintf(w, "Job:        %s\nTask:       %s\nSubmitted:  %s (%s)\nTasks:      %d: %s\n\n",
+		job.ID, job.Task, fmtTime(job.SubmittedAt), ago(now, job.SubmittedAt), len(job.Tasks), strings.Join(parts, ", "))
+	tw := newTable(w)
+	fmt.Fprintln(tw, "TASK ID\tTARGET\tSTATE\tATTEMPTS\tEXIT\tWORKER")
+	for _, t := range job.Tasks {
+		exit := "-"
+		if t.Outcome != "" {
+			exit = fmt.Sprint(t.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Target, t.State, len(t.Attempts), exit, orDash(t.Worker))
+	}
+	return tw.Flush()
 }

@@ -179,3 +179,39 @@ func TestStoreMatchesFold(t *testing.T) {
 		})
 	}
 }
+
+func TestJob(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, _ := streams.NewKeys(streamstest.ClusterName(t), 0)
+			store := projections.NewStore(srv.Client(t), keys)
+			src := events.Source{Cluster: "c"}
+			var msgs []streams.Message
+			add := func(p events.Payload) {
+				msgs = append(msgs, streams.Message{ID: fmt.Sprintf("1700000000000-%d", len(msgs)), Envelope: src.New(p)})
+			}
+			for _, h := range []string{"web1", "web2", "db1"} {
+				add(events.TaskSubmitted{TaskID: "t-" + h, JobID: "j1", Task: "command", Route: events.RouteWorker, Target: h})
+			}
+			add(events.TaskStarted{TaskID: "t-web1", Attempt: 1, Worker: "web1"})
+			add(events.TaskFinished{TaskID: "t-web1", Attempt: 1, Worker: "web1", Outcome: events.Succeeded})
+			add(events.TaskStarted{TaskID: "t-web2", Attempt: 1, Worker: "web2"})
+			add(events.TaskFinished{TaskID: "t-web2", Attempt: 1, Worker: "web2", Outcome: events.Failed, ExitCode: 2})
+			if err := store.Apply(ctx, msgs); err != nil {
+				t.Fatal(err)
+			}
+			job, err := store.Job(ctx, "j1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]int{"succeeded": 1, "failed": 1, "waiting": 1}
+			if diff := cmp.Diff(want, job.Counts(time.Now())); diff != "" || len(job.Tasks) != 3 || job.Task != "command" {
+				t.Errorf("job counts (-want +got):\n%s\ntasks %d, task %q", diff, len(job.Tasks), job.Task)
+			}
+			if _, err := store.Job(ctx, "nope"); err == nil {
+				t.Error("Job of an unknown id: no error")
+			}
+		})
+	}
+}

@@ -15,6 +15,8 @@ type Kind string
 const (
 	KindWorker Kind = "worker"
 	KindTask   Kind = "task"
+	// KindJob is a fan-out run: the tasks submitted together.
+	KindJob Kind = "job"
 )
 
 // Ref names a record.
@@ -68,7 +70,16 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"left_reason": p.Reason,
 		}}}
 	case events.TaskSubmitted:
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: map[string]string{
+		var job []Patch
+		if p.JobID != "" {
+			// Each task is its own guard of the job record: "t.<task>" = target.
+			job = []Patch{{Ref: Ref{KindJob, p.JobID}, Guard: "t." + p.TaskID, Order: order, Fields: map[string]string{
+				"t." + p.TaskID: p.Target,
+				"task":          p.Task,
+				"submitted_at":  at,
+			}}}
+		}
+		return append(job, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: map[string]string{
 			"task":         p.Task,
 			"job":          p.JobID,
 			"route":        string(p.Route),
@@ -81,7 +92,7 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"idem_key":     p.IdempotencyKey,
 			"submitted_at": at,
 			"submitted_by": e.Actor,
-		}}}
+		}})
 	case events.TaskStarted:
 		a := attemptPrefix(p.Attempt)
 		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "s", Order: order, Fields: map[string]string{

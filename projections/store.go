@@ -63,8 +63,11 @@ func NewStore(rdb redis.UniversalClient, keys streams.Keys) *Store {
 }
 
 func (s *Store) recordKey(ref Ref) string {
-	if ref.Kind == KindWorker {
+	switch ref.Kind {
+	case KindWorker:
 		return s.keys.WorkerProjection(ref.ID)
+	case KindJob:
+		return s.keys.JobProjection(ref.ID)
 	}
 	return s.keys.TaskProjection(ref.ID)
 }
@@ -228,4 +231,30 @@ func (s *Store) Record(ctx context.Context, ref Ref) (Record, error) {
 		return nil, fmt.Errorf("read %s %s: %w", ref.Kind, ref.ID, err)
 	}
 	return r, nil
+}
+
+// Job returns a fan-out job with its tasks.
+func (s *Store) Job(ctx context.Context, id string) (Job, error) {
+	r, err := s.rdb.HGetAll(ctx, s.keys.JobProjection(id)).Result()
+	if err != nil {
+		return Job{}, fmt.Errorf("read job %s: %w", id, err)
+	}
+	if len(r) == 0 {
+		return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
+	}
+	job := JobFromRecord(id, r)
+	cmds := make([]*redis.MapStringStringCmd, len(job.TaskIDs))
+	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, t := range job.TaskIDs {
+			cmds[i] = pipe.HGetAll(ctx, s.keys.TaskProjection(t))
+		}
+		return nil
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("read tasks of job %s: %w", id, err)
+	}
+	for i, t := range job.TaskIDs {
+		job.Tasks = append(job.Tasks, TaskFromRecord(t, cmds[i].Val()))
+	}
+	return job, nil
 }

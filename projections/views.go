@@ -281,3 +281,34 @@ func parseTime(s string) time.Time {
 	t, _ := time.Parse(timeLayout, s)
 	return t
 }
+
+// Job is a fan-out run: one task per matching worker.
+type Job struct {
+	ID          string    `json:"id"`
+	Task        string    `json:"task"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	TaskIDs     []string  `json:"-"`
+	// Tasks are the job's tasks, in task id order.
+	Tasks []Task `json:"tasks"`
+}
+
+// JobFromRecord builds the job view of a record (without its tasks).
+func JobFromRecord(id string, r Record) Job {
+	j := Job{ID: id, Task: r["task"], SubmittedAt: parseTime(r["submitted_at"])}
+	for k := range r {
+		if t, ok := strings.CutPrefix(k, "t."); ok {
+			j.TaskIDs = append(j.TaskIDs, t)
+		}
+	}
+	sort.Strings(j.TaskIDs)
+	return j
+}
+
+// Counts tallies the job's tasks by state, as of now.
+func (j Job) Counts(now time.Time) map[string]int {
+	c := map[string]int{}
+	for _, t := range j.Tasks {
+		c[t.At(now).State]++
+	}
+	return c
+}

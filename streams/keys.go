@@ -30,6 +30,7 @@ import (
 //	celeroot:<c>:{q:<role>}:dispatch     stream tasks queued for any worker of a role
 //	celeroot:<c>:{t:<task>}:task         hash   task projection
 //	celeroot:<c>:{t:<task>}:log          stream the task's output (task.log.v1 events)
+//	celeroot:<c>:{j:<job>}:job           hash   job projection (the tasks of a fan-out run)
 //	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
 //	celeroot:<c>:{idx}:tasks             zset   task ids by submission time (ms)
 //	celeroot:<c>:{dead}:entries          stream dead letters
@@ -153,6 +154,9 @@ func (k Keys) RoleQueue(role string) string { return k.key("q:"+role, "dispatch"
 
 // TaskProjection is the projection hash of one task.
 func (k Keys) TaskProjection(taskID string) string { return k.key("t:"+taskID, "task") }
+
+// JobProjection is the projection hash of one fan-out job.
+func (k Keys) JobProjection(jobID string) string { return k.key("j:"+jobID, "job") }
 
 // TaskLog is the stream of a task's output.
 func (k Keys) TaskLog(taskID string) string { return k.key("t:"+taskID, "log") }
