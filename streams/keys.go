@@ -33,6 +33,8 @@ import (
 //	celeroot:<c>:{j:<job>}:job           hash   job projection (the tasks of a fan-out run)
 //	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
 //	celeroot:<c>:{idx}:tasks             zset   task ids by submission time (ms)
+//	celeroot:<c>:{cfg}:events            stream config revisions (config.applied.v1)
+//	celeroot:<c>:{cfg}:head              hash   current revision, its hash and entry id
 //	celeroot:<c>:{dead}:entries          stream dead letters
 //	celeroot:<c>:{idem}:<sha256(key)>    string task ids submitted with an idempotency key
 
@@ -173,6 +175,14 @@ func (k Keys) Idempotency(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return k.key("idem", hex.EncodeToString(sum[:16]))
 }
+
+// ConfigStream is the stream of config revisions. It is never trimmed:
+// every revision stays available to show, diff and roll back to.
+func (k Keys) ConfigStream() string { return k.key("cfg", "events") }
+
+// ConfigHead is the hash holding the current config revision; it shares the
+// config stream's hash tag so an apply checks and appends atomically.
+func (k Keys) ConfigHead() string { return k.key("cfg", "head") }
 
 // DeadLetters is the dead-letter stream.
 func (k Keys) DeadLetters() string { return k.key("dead", "entries") }
