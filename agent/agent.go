@@ -38,6 +38,9 @@ type agent struct {
 	hardStop context.Context
 	// stop ends Run gracefully, with a cause (a remote drain).
 	stop context.CancelCauseFunc
+	// conf is the configuration in force.
+	conf atomic.Pointer[applied]
+	pid  int
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -52,16 +55,20 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		log:   streams.NewLog(rdb, cfg.Keys),
 		src:   events.Source{Cluster: cfg.Keys.Cluster, Actor: "agent:" + cfg.Hostname},
 		slots: make(chan struct{}, cfg.Concurrency),
+		pid:   os.Getpid(),
 	}
+	a.conf.Store(initialConfig())
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
 
 	// A drain request from the control stream stops the agent as SIGTERM does.
 	ctx, a.stop = context.WithCancelCause(ctx)
 	defer a.stop(nil)
-	if err := a.register(ctx); err != nil {
+	after, err := a.register(ctx)
+	if err != nil {
 		return err
 	}
-	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency)
+	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency,
+		"config_revision", a.conf.Load().Revision, "tasks", a.conf.Load().Tasks)
 
 	hardStop, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
@@ -107,6 +114,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
 	}
 	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { a.watchConfig(ctx, after); return nil }, func(error) { cancel() })
+	}
+	{
 		c, err := a.newControl()
 		if err != nil {
 			stopHB()
@@ -124,7 +135,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
 	}
-	err := g.Run()
+	err = g.Run()
 	stopHB()
 	<-hbDone
 
@@ -141,23 +152,25 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	return err
 }
 
-// register appends worker.registered, retrying until Redis answers or ctx
-// ends, and creates the consumer groups the agent reads.
-func (a *agent) register(ctx context.Context) error {
-	tasks := append([]string(nil), BuiltinTasks...)
-	e := a.src.New(events.WorkerRegistered{
-		Hostname: a.cfg.Hostname, Role: a.cfg.Role, Labels: a.cfg.Labels, Version: a.cfg.Version,
-		Tasks: tasks, PID: os.Getpid(), HeartbeatMS: a.cfg.Heartbeat.Milliseconds(),
-	})
-	return a.retry(ctx, "register", func(ctx context.Context) error {
+// register loads the config, appends worker.registered, and creates the
+// consumer groups the agent reads, retrying until Redis answers or ctx
+// ends. It returns the config stream entry to watch from.
+func (a *agent) register(ctx context.Context) (string, error) {
+	var after string
+	err := a.retry(ctx, "register", func(ctx context.Context) error {
+		var err error
+		if after, err = a.loadConfig(ctx); err != nil {
+			return err
+		}
 		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role), a.cfg.Keys.WorkerControl(a.cfg.Hostname)} {
 			if err := streams.EnsureGroup(ctx, a.rdb, s, streams.GroupAgents); err != nil {
 				return err
 			}
 		}
-		_, err := a.log.Record(ctx, a.cfg.Hostname, e)
+		_, err = a.log.Record(ctx, a.cfg.Hostname, a.registration())
 		return err
 	})
+	return after, err
 }
 
 // heartbeat appends worker.heartbeat every interval until ctx is done.
@@ -169,7 +182,7 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 	beat := func() {
 		seq++
 		hb := events.WorkerHeartbeat{Hostname: a.cfg.Hostname, Seq: seq, Running: int(a.running.Load()),
-			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil}
+			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil, Revision: a.conf.Load().Revision}
 		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
 		defer cancel()
 		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil && ctx.Err() == nil {

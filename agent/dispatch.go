@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -317,12 +318,19 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 	})
 	start := time.Now()
 	var res Result
-	if !slices.Contains(BuiltinTasks, sub.Task) {
-		msg := fmt.Sprintf("task %q is not available on worker %s (it runs: %v)", sub.Task, d.a.cfg.Hostname, BuiltinTasks)
+	conf := d.a.conf.Load()
+	_, nop := d.a.cfg.Exec.(NopExecutor)
+	switch {
+	case !conf.serves(sub.Task):
+		msg := fmt.Sprintf("task %q is not available on worker %s (config revision %d; it runs: %s)",
+			sub.Task, d.a.cfg.Hostname, conf.Revision, strings.Join(conf.Tasks, ", "))
 		fmt.Fprintf(out.stream("stderr"), "celeroot: %s\n", msg)
 		res = Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: msg}
-	} else {
+	case slices.Contains(BuiltinTasks, sub.Task) || nop:
 		res = d.a.cfg.Exec.Exec(ctx, sub, out.stream("stdout"), out.stream("stderr"))
+	default:
+		task := conf.Bundle.Task(sub.Task)
+		res = runAction(ctx, task.Spec.Action, sub.Params, sub.Timeout(), out.stream("stdout"), out.stream("stderr"))
 	}
 	took := time.Since(start)
 	out.Close()

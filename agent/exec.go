@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"syscall"
 	"time"
@@ -49,8 +50,17 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 		return Result{Outcome: events.Failed, ExitCode: ExitNotRunable,
 			Error: "no command given: pass it after --, as in: celeroot task run command --target web1 -- uname -a"}
 	}
-	cmd := exec.Command(t.Argv[0], t.Argv[1:]...)
+	return runArgv(ctx, t.Argv, nil, t.Timeout(), stdout, stderr)
+}
+
+// runArgv runs argv with extra environment variables env, in its own
+// process group, killing the group when ctx ends.
+func runArgv(ctx context.Context, argv, env []string, timeout time.Duration, stdout, stderr io.Writer) Result {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = killGrace
 	if err := cmd.Start(); err != nil {
@@ -58,7 +68,7 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, syscall.ENOENT) {
 			code = ExitNotFound
 		}
-		msg := fmt.Sprintf("cannot start %q: %v", t.Argv[0], err)
+		msg := fmt.Sprintf("cannot start %q: %v", argv[0], err)
 		fmt.Fprintf(stderr, "celeroot: %s\n", msg)
 		return Result{Outcome: events.Failed, ExitCode: code, Error: msg}
 	}
@@ -78,7 +88,7 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 		case errors.As(cause, &ce):
 			reason, out = ce.Error(), events.Cancelled
 		case errors.Is(cause, context.DeadlineExceeded):
-			reason = fmt.Sprintf("timed out after %s; the process group was killed", t.Timeout())
+			reason = fmt.Sprintf("timed out after %s; the process group was killed", timeout)
 			out = events.TimedOut
 		}
 		fmt.Fprintf(stderr, "celeroot: %s\n", reason)
