@@ -38,11 +38,9 @@ func (a *agent) configure(rev streams.ConfigRevision) (*applied, error) {
 	}
 	for _, g := range b.Cluster.GroupsOf(a.cfg.Role, a.cfg.Labels) {
 		ap.Groups = append(ap.Groups, g.Name)
-		for _, t := range g.Tasks {
-			if b.Task(t) != nil || slices.Contains(BuiltinTasks, t) {
-				tasks[t] = true
-			}
-		}
+	}
+	for _, t := range b.TasksFor(a.cfg.Role, a.cfg.Labels) {
+		tasks[t] = true
 	}
 	for t := range tasks {
 		ap.Tasks = append(ap.Tasks, t)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +18,11 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/celeroot/celeroot/agent"
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/examples"
+	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v3"
 )
 
@@ -68,10 +73,14 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	// The dev cluster's name is the --cluster flag, "dev" unless given.
+	// The example configuration; its cluster name unless --cluster is given.
+	set, err := exampleSet()
+	if err != nil {
+		return err
+	}
 	cluster := cmd.String("cluster")
 	if !cmd.IsSet("cluster") {
-		cluster = "dev"
+		cluster = set.Cluster.Metadata.Name
 	}
 	if err := streams.ValidateClusterName(cluster); err != nil {
 		return usagef("--cluster: %v", err)
@@ -93,6 +102,10 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer rdb.Close()
 	keys, err := streams.LoadKeys(ctx, rdb, cluster)
+	if err != nil {
+		return err
+	}
+	rev, err := applyExample(ctx, rdb, keys, set)
 	if err != nil {
 		return err
 	}
@@ -125,7 +138,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(out, `celeroot dev is running.
 
   Redis:    %s  (%s)
-  Cluster:  %s
+  Cluster:  %s (examples/cluster.yaml and examples/catalog/ applied: revision %d)
   Workers:  web1, web2 (role webserver, tier=web), db1 (role database, tier=data)
 
 Try from another terminal:
@@ -134,11 +147,13 @@ Try from another terminal:
   %s workers list
   %s task run command --target web1 --wait -- uname -a
   %s task run command --target role:webserver --wait -- hostname
+  %s task run check-security-updates --target all --wait
   %s task status <task-id>
   %s task logs <task-id>
+  %s config history
 
 Press Ctrl-C to stop.
-`, srv.url, srv.desc, cluster, srv.url, cluster, self, self, self, self, self)
+`, srv.url, srv.desc, cluster, rev, srv.url, cluster, self, self, self, self, self, self, self)
 
 	select {
 	case <-ctx.Done():
@@ -302,4 +317,61 @@ func tail(path string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// exampleSet loads and validates the embedded example configuration.
+func exampleSet() (*schema.Set, error) {
+	var set *schema.Set
+	var errs []*schema.Error
+	err := fs.WalkDir(examples.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := examples.FS.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		s, e := schema.Load("examples/"+path, f)
+		errs = append(errs, e...)
+		if set == nil {
+			set = s
+		} else if s != nil {
+			errs = append(errs, set.Merge(s)...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) == 0 {
+		v, err := schema.NewValidator()
+		if err != nil {
+			return nil, err
+		}
+		errs = v.Validate(set, builtinCatalog())
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("the example configuration is invalid: %w", errs[0])
+	}
+	return set, nil
+}
+
+// applyExample applies the example configuration unless it is in force.
+func applyExample(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys, set *schema.Set) (int64, error) {
+	doc, hash, err := set.Bundle()
+	if err != nil {
+		return 0, err
+	}
+	log := streams.NewLog(rdb, keys)
+	rev, cur, err := log.ConfigHead(ctx)
+	if err != nil || cur == hash {
+		return rev, err
+	}
+	res, err := log.ApplyConfig(ctx, events.Source{Cluster: keys.Cluster, Actor: "dev"}.New(events.ConfigApplied{
+		Revision: rev + 1, Document: string(doc), Hash: hash, Message: "celeroot dev: the example configuration"}))
+	if err != nil {
+		return 0, err
+	}
+	return res.Revision, nil
 }

@@ -69,7 +69,7 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 // the exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRoot(stdin, stdout, stderr)
-	err := root.Run(ctx, args)
+	err := root.Run(ctx, taskParamFlags(root, args))
 	if err == nil {
 		return ExitOK
 	}
@@ -135,6 +135,7 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{
 			agentCommand(),
+			configCommand(),
 			devCommand(),
 			taskCommand(),
 			workersCommand(),
@@ -169,4 +170,65 @@ func setUsageErrors(cmd *cli.Command) {
 	for _, c := range cmd.Commands {
 		setUsageErrors(c)
 	}
+}
+
+// taskParamFlags lets task parameters be given as flags of `task run`, as
+// in `celeroot task run install-package --target web1 --package nginx`:
+// a flag that task run does not define, before "--", becomes
+// --param name=value.
+func taskParamFlags(root *cli.Command, args []string) []string {
+	run := root.Command("task")
+	if run != nil {
+		run = run.Command("run")
+	}
+	if run == nil {
+		return args
+	}
+	known := map[string]bool{"help": true, "h": true}
+	for _, cmd := range []*cli.Command{root, run} {
+		for _, f := range cmd.Flags {
+			for _, n := range f.Names() {
+				known[n] = true
+			}
+		}
+	}
+	// Find "task run" among the leading words (global flags may precede).
+	i, seen := 1, 0
+	for ; i < len(args) && seen < 2; i++ {
+		switch a := args[i]; {
+		case a == "task" && seen == 0, a == "run" && seen == 1:
+			seen++
+		case strings.HasPrefix(a, "-") && seen == 0:
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				i++ // a global flag's value
+			}
+		default:
+			return args
+		}
+	}
+	if seen < 2 {
+		return args
+	}
+	out := append([]string(nil), args[:i]...)
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "--") || known[name] || name == "" {
+			out = append(out, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
+				out = append(out, a) // let the parser report it
+				continue
+			}
+			i++
+			value = args[i]
+		}
+		out = append(out, "--param", name+"="+value)
+	}
+	return out
 }

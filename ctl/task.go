@@ -12,6 +12,7 @@ import (
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/oklog/ulid/v2"
 	"github.com/urfave/cli/v3"
@@ -121,21 +122,18 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		return usagef("missing the task name: celeroot task run <task> --target <host> [-- argv...]")
 	}
 	name, argv := args[0], args[1:]
-	if name != "command" {
-		return fmt.Errorf("unknown task %q: the built-in tasks are: %s", name, strings.Join([]string{"command"}, ", "))
-	}
-	if len(argv) == 0 {
-		return usagef("task command needs the command to run after --, as in: celeroot task run command --target web1 -- uname -a")
-	}
-	params, err := parseParams(cmd.StringSlice("param"))
+	rawParams, err := parseParams(cmd.StringSlice("param"))
 	if err != nil {
 		return err
 	}
+	if name == "command" && len(argv) == 0 {
+		return usagef("task command needs the command to run after --, as in: celeroot task run command --target web1 -- uname -a")
+	}
+	if name != "command" && len(argv) > 0 {
+		return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
+	}
 	tflag, qflag := cmd.String("target"), cmd.String("queue")
-	switch {
-	case tflag == "" && qflag == "":
-		return usagef("say where to run it: --target <hostname|role:R|all> or --queue <role>")
-	case tflag != "" && qflag != "":
+	if tflag != "" && qflag != "" {
 		return usagef("--target and --queue exclude each other")
 	}
 	timeout := cmd.Duration("timeout")
@@ -164,6 +162,63 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer e.rdb.Close()
 	store := projections.NewStore(e.rdb, e.keys)
+
+	// A catalog task: its parameters are checked against their schemas
+	// before anything is submitted, and its policy gives the defaults.
+	var params map[string]any
+	var bundle *schema.Bundle
+	if cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0); err != nil {
+		return err
+	} else if ok {
+		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
+			return err
+		}
+	}
+	if name == "command" {
+		for k, v := range rawParams {
+			if params == nil {
+				params = map[string]any{}
+			}
+			params[k] = v
+		}
+	} else {
+		var def *schema.Task
+		if bundle != nil {
+			def = bundle.Task(name)
+		}
+		if def == nil {
+			return unknownTask(name, bundle)
+		}
+		var perrs []*schema.Error
+		if params, perrs = def.ValidateParams(rawParams); len(perrs) > 0 {
+			for _, pe := range perrs {
+				fmt.Fprintf(cmd.Root().ErrWriter, "celeroot: task run: %s: %s\n", name, pe.Error())
+			}
+			return usagef("task %s: invalid parameters; nothing was submitted", name)
+		}
+		if !cmd.IsSet("timeout") && def.Spec.Timeout.Duration > 0 {
+			timeout = def.Spec.Timeout.Duration
+		}
+		if !cmd.IsSet("max-attempts") && def.Spec.Retry.MaxAttempts > 0 {
+			attempts = def.Spec.Retry.MaxAttempts
+		}
+		if !cmd.IsSet("retry-backoff") && def.Spec.Retry.Backoff.Duration > 0 {
+			backoff = def.Spec.Retry.Backoff.Duration
+		}
+	}
+	if tflag == "" && qflag == "" {
+		// The configuration's queue routing: task-name pattern to role.
+		if bundle != nil && bundle.Cluster != nil {
+			if q, ok := bundle.Cluster.Spec.Queues.QueueFor(name); ok {
+				if role, _ := schema.QueueRole(q); role != "" {
+					qflag = role
+				}
+			}
+		}
+		if qflag == "" {
+			return usagef("say where to run it: --target <hostname|role:R|all> or --queue <role> (no queue in the config routes %q)", name)
+		}
+	}
 
 	var targets []dispatchTarget
 	if qflag != "" {
@@ -260,6 +315,57 @@ func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string
 	return summarize(done, errw)
 }
 
+// unknownTask explains a task name that is neither built in nor in the
+// applied catalog.
+func unknownTask(name string, b *schema.Bundle) error {
+	known := []string{"command"}
+	if b != nil {
+		for _, t := range b.Tasks {
+			known = append(known, t.Metadata.Name)
+		}
+	}
+	sort.Strings(known)
+	msg := fmt.Sprintf("unknown task %q", name)
+	if best := closest(name, known); best != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", best)
+	}
+	if b == nil {
+		msg += "; no task catalog is applied yet (celeroot config apply -f catalog/)"
+	}
+	return fmt.Errorf("%s; the tasks are: %s", msg, strings.Join(known, ", "))
+}
+
+// closest returns the candidate nearest to s by edit distance, if close.
+func closest(s string, candidates []string) string {
+	best, bestD := "", len(s)/2+2
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
 // resolveTarget turns --target into destinations, checked against the
 // worker projection.
 func resolveTarget(ctx context.Context, store *projections.Store, target, task string) ([]dispatchTarget, error) {
@@ -271,7 +377,10 @@ func resolveTarget(ctx context.Context, store *projections.Store, target, task s
 	canRun := func(w projections.Worker) bool { return len(w.Tasks) == 0 || slices.Contains(w.Tasks, task) }
 	var out []dispatchTarget
 	switch {
-	case target == "all" || strings.HasPrefix(target, "role:"):
+	case target == "all" || target == "role:all" || strings.HasPrefix(target, "role:"):
+		if target == "role:all" {
+			target = "all" // the crontab form of the architecture document
+		}
 		role := strings.TrimPrefix(target, "role:")
 		if target != "all" {
 			if err := streams.ValidateName("role", role); err != nil {
@@ -337,11 +446,8 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func parseParams(in []string) (map[string]any, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := map[string]any{}
+func parseParams(in []string) (map[string]string, error) {
+	out := map[string]string{}
 	for _, kv := range in {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {

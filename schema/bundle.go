@@ -98,3 +98,44 @@ func (c *Cluster) GroupsOf(role string, labels map[string]string) []WorkerGroup 
 	}
 	return out
 }
+
+// JSONSchema returns the JSON Schema of a document kind (KindCluster or
+// KindTask), for editors and other tools.
+func JSONSchema(kind string) ([]byte, error) {
+	switch kind {
+	case KindCluster:
+		return schemaFiles.ReadFile("cluster.schema.json")
+	case KindTask:
+		return schemaFiles.ReadFile("task.schema.json")
+	}
+	return nil, fmt.Errorf("schema: no kind %q; the kinds are %s and %s", kind, KindCluster, KindTask)
+}
+
+// TasksFor returns the catalog tasks a worker with this role and labels
+// runs: the tasks its worker groups list, and every catalog task that no
+// group lists (a task named by groups is reserved to them; one named by
+// none runs anywhere). Built-in tasks are not included. Sorted.
+func (b *Bundle) TasksFor(role string, labels map[string]string) []string {
+	listed := map[string]bool{}
+	mine := map[string]bool{}
+	if b.Cluster != nil {
+		for _, g := range b.Cluster.Spec.Workers {
+			for _, t := range g.Tasks {
+				listed[t] = true
+			}
+		}
+		for _, g := range b.Cluster.GroupsOf(role, labels) {
+			for _, t := range g.Tasks {
+				mine[t] = true
+			}
+		}
+	}
+	var out []string
+	for _, t := range b.Tasks {
+		if n := t.Metadata.Name; mine[n] || !listed[n] {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
