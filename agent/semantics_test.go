@@ -17,7 +17,9 @@ func (fx *fixture) submitWith(sub events.TaskSubmitted) string {
 	if sub.TaskID == "" {
 		sub.TaskID = ulid.Make().String()
 	}
-	sub.Task = "command"
+	if sub.Task == "" {
+		sub.Task = "command"
+	}
 	if _, err := fx.log.Submit(context.Background(), events.Source{Cluster: fx.keys.Cluster, Actor: "test"}.New(sub)); err != nil {
 		fx.t.Fatal(err)
 	}
