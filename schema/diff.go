@@ -55,7 +55,9 @@ type QueueDiff struct {
 // ClusterDiff summarizes what applying a new Cluster changes: worker
 // groups, schedules and queues matched by name, and field changes of the
 // rest. Defaults are applied to both sides first, so spelling out a default
-// is not a change. Lists are sorted by name.
+// is not a change. Values are compared as written ("1Gi" and "1024Mi"
+// differ), so a diff is empty exactly when the Hash of both is the same.
+// Lists are sorted by name.
 type ClusterDiff struct {
 	// Changes of metadata (name, labels, annotations).
 	Metadata  []FieldChange     `json:"metadata,omitempty"`
@@ -80,13 +82,6 @@ func Diff(old, new *Cluster) ClusterDiff {
 	var d ClusterDiff
 	d.Metadata = fieldChanges("", toJSON(o.Metadata), toJSON(n.Metadata))
 	d.Redis = fieldChanges("", toJSON(o.Spec.Redis), toJSON(n.Spec.Redis))
-	if mo, mn := o.Spec.Redis.Memory, n.Spec.Redis.Memory; mo != mn {
-		bo, erro := ParseQuantity(string(mo))
-		bn, errn := ParseQuantity(string(mn))
-		if erro == nil && errn == nil && bo == bn {
-			d.Redis = dropField(d.Redis, "memory") // "1Gi" and "1024Mi" are the same
-		}
-	}
 
 	ow, nw := byName(o.Spec.Workers, func(w WorkerGroup) string { return w.Name }), byName(n.Spec.Workers, func(w WorkerGroup) string { return w.Name })
 	for _, name := range unionKeys(ow, nw) {
@@ -280,16 +275,6 @@ func fieldChanges(path string, a, b any) []FieldChange {
 		path = "(all)"
 	}
 	return []FieldChange{{Field: path, Old: ta, New: tb}}
-}
-
-func dropField(fs []FieldChange, field string) []FieldChange {
-	var out []FieldChange
-	for _, f := range fs {
-		if f.Field != field {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func byName[T any](items []T, name func(T) string) map[string]T {

@@ -69,13 +69,16 @@ func TestDiff(t *testing.T) {
 
 func TestDiffUnchanged(t *testing.T) {
 	old := mustCluster(t, seedClusterYAML)
-	// Defaults spelt out, memory in another unit: no change.
+	// Defaults spelt out, quotes dropped: no change.
 	same := strings.NewReplacer(
-		`memory: "1Gi"`, `memory: 1024Mi`,
+		`memory: "1Gi"`, `memory: 1Gi`,
 		"      targets: all\n", "      targets: all\n      timezone: UTC\n      overlap: allow\n      missed: skip\n      splay: 0s\n",
 	).Replace(seedClusterYAML)
 	if d := Diff(old, mustCluster(t, same)); !d.Empty() {
 		t.Errorf("Diff(equivalent) = %+v, want empty", d)
+	}
+	if Hash(old) != Hash(mustCluster(t, same)) {
+		t.Errorf("Hash differs where Diff is empty")
 	}
 	if d := Diff(old, old); !d.Empty() {
 		t.Errorf("Diff(c, c) = %+v, want empty", d)
