@@ -43,6 +43,7 @@ Examples:
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Usage: "hostname, role:<role>, or all"},
 					&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Usage: "role whose queue takes the task (any one worker)"},
+					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2 (alone: every healthy worker with them)"},
 					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
 					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
 					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
@@ -136,6 +137,18 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if tflag != "" && qflag != "" {
 		return usagef("--target and --queue exclude each other")
 	}
+	var selector map[string]string
+	if sel := cmd.String("selector"); sel != "" {
+		if qflag != "" {
+			return usagef("--selector and --queue exclude each other: a queue task goes to any worker of the role")
+		}
+		if selector, err = schema.ParseSelector(sel); err != nil {
+			return usagef("--selector %q: %v", sel, err)
+		}
+		if tflag == "" {
+			tflag = "all"
+		}
+	}
 	timeout := cmd.Duration("timeout")
 	if timeout < 0 {
 		return usagef("--timeout %s: must be >= 0", timeout)
@@ -226,7 +239,7 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 			return usagef("--queue: %v", err)
 		}
 		targets = []dispatchTarget{{events.RouteQueue, qflag}}
-	} else if targets, err = resolveTarget(ctx, store, tflag, name); err != nil {
+	} else if targets, err = resolveTarget(ctx, store, tflag, selector, name); err != nil {
 		return err
 	}
 
@@ -368,10 +381,24 @@ func editDistance(a, b string) int {
 
 // resolveTarget turns --target into destinations, checked against the
 // worker projection.
-func resolveTarget(ctx context.Context, store *projections.Store, target, task string) ([]dispatchTarget, error) {
-	workers, err := store.Workers(ctx)
+func resolveTarget(ctx context.Context, store *projections.Store, target string, selector map[string]string, task string) ([]dispatchTarget, error) {
+	all, err := store.Workers(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// The selector narrows the workers first: labels, or role and hostname.
+	workers := all[:0:0]
+	for _, w := range all {
+		if matchesSelector(w, selector) {
+			workers = append(workers, w)
+		}
+	}
+	what := "--target " + target
+	if len(selector) > 0 {
+		what += " --selector " + schema.Selector(selector).String()
+		if len(workers) == 0 && len(all) > 0 {
+			return nil, fmt.Errorf("--selector %s matched no worker (labels in use: %s)", schema.Selector(selector).String(), labelsInUse(all))
+		}
 	}
 	now := time.Now()
 	canRun := func(w projections.Worker) bool { return len(w.Tasks) == 0 || slices.Contains(w.Tasks, task) }
@@ -403,7 +430,7 @@ func resolveTarget(ctx context.Context, store *projections.Store, target, task s
 			}
 		}
 		if len(out) == 0 {
-			msg := fmt.Sprintf("--target %s matched no healthy worker that runs %q", target, task)
+			msg := fmt.Sprintf("%s matched no healthy worker that runs %q", what, task)
 			if len(unhealthy) > 0 {
 				msg += "; not healthy: " + strings.Join(unhealthy, ", ")
 			}
@@ -419,22 +446,59 @@ func resolveTarget(ctx context.Context, store *projections.Store, target, task s
 	if err := streams.ValidateName("hostname", target); err != nil {
 		return nil, usagef("--target: %v (or use role:<role> or all)", err)
 	}
-	for _, w := range workers {
+	for _, w := range all {
 		if w.Hostname == target {
+			if !matchesSelector(w, selector) {
+				return nil, fmt.Errorf("worker %s does not match --selector %s (its labels: %s)", target, schema.Selector(selector).String(), formatLabels(w.Labels))
+			}
 			if !canRun(w) {
 				return nil, fmt.Errorf("worker %s cannot run %q: it runs %s", target, task, strings.Join(w.Tasks, ", "))
 			}
 			return []dispatchTarget{{events.RouteWorker, target}}, nil
 		}
 	}
-	names := make([]string, 0, len(workers))
-	for _, w := range workers {
+	names := make([]string, 0, len(all))
+	for _, w := range all {
 		names = append(names, w.Hostname)
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("--target %s: no worker has registered yet (start one with 'celeroot agent')", target)
 	}
 	return nil, fmt.Errorf("--target %s: no such worker; known workers: %s", target, strings.Join(names, ", "))
+}
+
+// matchesSelector reports whether a worker has every label of sel; the
+// keys role and hostname match those fields unless the worker has a label
+// of that name.
+func matchesSelector(w projections.Worker, sel map[string]string) bool {
+	for k, v := range sel {
+		got, ok := w.Labels[k]
+		if !ok {
+			switch k {
+			case "role":
+				got, ok = w.Role, true
+			case "hostname":
+				got, ok = w.Hostname, true
+			}
+		}
+		if !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func labelsInUse(ws []projections.Worker) string {
+	seen := map[string]bool{}
+	for _, w := range ws {
+		for k, v := range w.Labels {
+			seen[k+"="+v] = true
+		}
+	}
+	if len(seen) == 0 {
+		return "none"
+	}
+	return strings.Join(sortedKeys(seen), ", ")
 }
 
 func sortedKeys(m map[string]bool) []string {
