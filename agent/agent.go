@@ -126,6 +126,20 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return c.Run(ctx) }, func(error) { cancel() })
 	}
+	if cfg.Scheduler != SchedulerNever {
+		ev := a.newEvaluator()
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { ev.run(ctx); return nil }, func(error) { cancel() })
+	}
+	if cfg.Scheduler != SchedulerNever {
+		f, err := a.newFires()
+		if err != nil {
+			stopHB()
+			return err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return f.run(ctx) }, func(error) { cancel() })
+	}
 	if cfg.Projector {
 		p := projections.NewProjector(rdb, cfg.Keys, projections.NewStore(rdb, cfg.Keys), projections.ProjectorOptions{
 			Consumer: fmt.Sprintf("%s-%d", cfg.Hostname, os.Getpid()),
@@ -145,8 +159,16 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		reason = cause.Error()
 	}
-	if _, lerr := a.log.Record(leaveCtx, cfg.Hostname, a.src.New(events.WorkerLeft{Hostname: cfg.Hostname, Reason: reason})); lerr != nil {
+	left := a.src.New(events.WorkerLeft{Hostname: cfg.Hostname, Reason: reason})
+	if id, lerr := a.log.Record(leaveCtx, cfg.Hostname, left); lerr != nil {
 		lg.Warn("could not announce leaving", "err", lerr)
+	} else {
+		// Project it too: the projectors may all be stopping with this agent.
+		// Applying is idempotent, so a projector applying it again is harmless.
+		msg := streams.Message{Stream: cfg.Keys.EventsFor(cfg.Hostname), ID: id, Envelope: left}
+		if perr := projections.NewStore(rdb, cfg.Keys).Apply(leaveCtx, []streams.Message{msg}); perr != nil {
+			lg.Warn("could not project leaving", "err", perr)
+		}
 	}
 	lg.Info("agent stopped")
 	return err
