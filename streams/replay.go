@@ -82,3 +82,19 @@ func Lookup(ctx context.Context, rdb redis.UniversalClient, stream, id string) (
 	e.Envelope, e.Err = events.Decode(msgs[0].Values)
 	return e, true, nil
 }
+
+// Last returns up to n of the newest entries of stream that are at or
+// after from ("-" for no bound), oldest first.
+func Last(ctx context.Context, rdb redis.UniversalClient, stream string, n int64, from string) ([]Entry, error) {
+	msgs, err := rdb.XRevRangeN(ctx, stream, "+", from, n).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the end of %s: %w", stream, err)
+	}
+	out := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		e := Entry{Stream: stream, ID: m.ID}
+		e.Envelope, e.Err = events.Decode(m.Values)
+		out[len(msgs)-1-i] = e
+	}
+	return out, nil
+}

@@ -1,0 +1,327 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/urfave/cli/v3"
+)
+
+func eventsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "events",
+		Usage: "read the event history, for people and for audit tooling",
+		Description: `The history is the event store (every worker and task event, sharded) and the
+config stream. Each line of -o jsonl is one event:
+
+  {"stream":"...","entry_id":"1732871234567-0","id":"01J...","type":"task.started.v1",
+   "time":"...","cluster":"...","actor":"...","correlation":"...","causation":"...","data":{...}}
+
+Lines are ordered by entry id (the Redis server's clock), then stream name, so
+replaying the same range twice gives byte-identical output. Entries that do
+not decode are written with "error" instead of "data".
+
+Examples:
+  celeroot events tail --type task.finished.v1
+  celeroot events tail -f
+  celeroot events replay --from 2026-11-29T02:00:00Z --to 2026-11-29T03:00:00Z -o jsonl > audit.jsonl`,
+		Commands: []*cli.Command{
+			{
+				Name:  "tail",
+				Usage: "print the latest events; -f keeps printing new ones",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 20, Usage: "how many past events to print"},
+					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events"},
+					&cli.StringSliceFlag{Name: "type", Usage: "only events of this type, such as task.finished.v1 (repeatable)"},
+					&cli.DurationFlag{Name: "since", Usage: "only events of the last duration"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or jsonl"},
+				},
+				Action: eventsTail,
+			},
+			{
+				Name:  "replay",
+				Usage: "print every event in a range, oldest first",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "from", Usage: "start: an RFC 3339 time or an entry id (default: the beginning)"},
+					&cli.StringFlag{Name: "to", Usage: "end, included: an RFC 3339 time or an entry id (default: now)"},
+					&cli.StringSliceFlag{Name: "type", Usage: "only events of this type (repeatable)"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "jsonl", Usage: "jsonl or text"},
+				},
+				Action: eventsReplay,
+			},
+		},
+	}
+}
+
+// eventLine is one event as audit tooling reads it. The field order is
+// part of the format.
+type eventLine struct {
+	Stream      string          `json:"stream"`
+	EntryID     string          `json:"entry_id"`
+	ID          string          `json:"id,omitempty"`
+	Type        string          `json:"type,omitempty"`
+	Time        string          `json:"time,omitempty"`
+	Cluster     string          `json:"cluster,omitempty"`
+	Actor       string          `json:"actor,omitempty"`
+	Correlation string          `json:"correlation,omitempty"`
+	Causation   string          `json:"causation,omitempty"`
+	Data        json.RawMessage `json:"data,omitempty"`
+	Error       string          `json:"error,omitempty"`
+}
+
+func toLine(e streams.Entry) eventLine {
+	l := eventLine{Stream: e.Stream, EntryID: e.ID}
+	if e.Err != nil {
+		l.Error = e.Err.Error()
+		return l
+	}
+	env := e.Envelope
+	l.ID, l.Type, l.Cluster, l.Actor = env.ID.String(), env.Type, env.Cluster, env.Actor
+	l.Time = env.Time.UTC().Format(time.RFC3339Nano)
+	l.Correlation, l.Causation = env.Correlation, env.Causation
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(env.Payload); err == nil {
+		l.Data = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	}
+	return l
+}
+
+// parseBound turns --from/--to into a stream range bound.
+func parseBound(flag, v string, end bool) (string, error) {
+	if v == "" {
+		if end {
+			return "+", nil
+		}
+		return "-", nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return strconv.FormatInt(t.UnixMilli(), 10), nil
+	}
+	if ms, seq, ok := strings.Cut(v, "-"); ok {
+		if _, err1 := strconv.ParseUint(ms, 10, 64); err1 == nil {
+			if _, err2 := strconv.ParseUint(seq, 10, 64); err2 == nil {
+				return v, nil
+			}
+		}
+	}
+	return "", usagef("--%s %q: give an RFC 3339 time (2026-11-29T02:00:00Z) or an entry id (1732845600000-0)", flag, v)
+}
+
+// historyStreams are the streams the history is made of.
+func historyStreams(k streams.Keys) []string {
+	return append(k.EventShards(), k.ConfigStream())
+}
+
+// collect reads the range of every history stream, merged in entry id
+// order (ties by stream name), keeping those that pass keep.
+func collect(ctx context.Context, e *env, from, to string, keep func(streams.Entry) bool) ([]streams.Entry, error) {
+	var all []streams.Entry
+	for _, s := range historyStreams(e.keys) {
+		err := streams.Replay(ctx, e.rdb, s, from, to, 0, func(en streams.Entry) error {
+			if keep(en) {
+				all = append(all, en)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].ID != all[j].ID {
+			return projections.Newer(all[j].ID, all[i].ID)
+		}
+		return all[i].Stream < all[j].Stream
+	})
+	return all, nil
+}
+
+func typeFilter(types []string) func(streams.Entry) bool {
+	return func(en streams.Entry) bool {
+		if len(types) == 0 {
+			return true
+		}
+		for _, t := range types {
+			if en.Err == nil && en.Envelope.Type == t {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func writeEvents(w io.Writer, format string, list []streams.Entry) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, en := range list {
+		if format == "jsonl" {
+			if err := enc.Encode(toLine(en)); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := fmt.Fprintln(w, describeEvent(en)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// describeEvent renders one event on one line for people.
+func describeEvent(en streams.Entry) string {
+	if en.Err != nil {
+		return fmt.Sprintf("%s  %s  (undecodable: %v)", en.ID, en.Stream, en.Err)
+	}
+	env := en.Envelope
+	var what string
+	switch p := env.Payload.(type) {
+	case events.WorkerRegistered:
+		what = fmt.Sprintf("%s registered (role %s, %s)", p.Hostname, p.Role, formatLabels(p.Labels))
+	case events.WorkerHeartbeat:
+		what = fmt.Sprintf("%s heartbeat #%d (%d running, revision %d)", p.Hostname, p.Seq, p.Running, p.Revision)
+	case events.WorkerLeft:
+		what = fmt.Sprintf("%s left: %s", p.Hostname, p.Reason)
+	case events.TaskSubmitted:
+		what = fmt.Sprintf("task %s submitted: %s to %s %s", p.TaskID, p.Task, p.Route, p.Target)
+	case events.TaskStarted:
+		what = fmt.Sprintf("task %s attempt %d started on %s", p.TaskID, p.Attempt, p.Worker)
+	case events.TaskFinished:
+		what = fmt.Sprintf("task %s attempt %d %s on %s (exit %d)", p.TaskID, p.Attempt, p.Outcome, p.Worker, p.ExitCode)
+		if p.Stale {
+			what += " [stale]"
+		}
+		if p.WillRetry {
+			what += " [will retry]"
+		}
+	case events.ConfigApplied:
+		what = fmt.Sprintf("config revision %d applied: %s", p.Revision, orDash(p.Message))
+	default:
+		b, _ := json.Marshal(env.Payload)
+		what = string(b)
+	}
+	return fmt.Sprintf("%s  %-22s %-20s %s", env.Time.Local().Format("2006-01-02 15:04:05.000"), env.Type, env.Actor, what)
+}
+
+func eventsFormat(cmd *cli.Command) (string, error) {
+	f := cmd.String("output")
+	if f != "jsonl" && f != "text" {
+		return "", usagef("--output %q: use jsonl or text", f)
+	}
+	return f, nil
+}
+
+func eventsReplay(ctx context.Context, cmd *cli.Command) error {
+	format, err := eventsFormat(cmd)
+	if err != nil {
+		return err
+	}
+	from, err := parseBound("from", cmd.String("from"), false)
+	if err != nil {
+		return err
+	}
+	to, err := parseBound("to", cmd.String("to"), true)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	list, err := collect(ctx, e, from, to, typeFilter(cmd.StringSlice("type")))
+	if err != nil {
+		return err
+	}
+	return writeEvents(cmd.Root().Writer, format, list)
+}
+
+func eventsTail(ctx context.Context, cmd *cli.Command) error {
+	format, err := eventsFormat(cmd)
+	if err != nil {
+		return err
+	}
+	n := int(cmd.Int("lines"))
+	if n < 0 {
+		return usagef("--lines %d: must be >= 0", n)
+	}
+	from := "-"
+	if d := cmd.Duration("since"); d > 0 {
+		from = strconv.FormatInt(time.Now().Add(-d).UnixMilli(), 10)
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	keep := typeFilter(cmd.StringSlice("type"))
+	// The last n of each stream are enough to find the last n overall.
+	var list []streams.Entry
+	last := map[string]string{}
+	for _, s := range historyStreams(e.keys) {
+		entries, err := streams.Last(ctx, e.rdb, s, int64(max(n, 1))*4+16, from)
+		if err != nil {
+			return err
+		}
+		last[s] = "0-0"
+		if newest, err := streams.Last(ctx, e.rdb, s, 1, "-"); err == nil && len(newest) == 1 {
+			last[s] = newest[0].ID
+		}
+		for _, en := range entries {
+			if keep(en) {
+				list = append(list, en)
+			}
+		}
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		if list[i].ID != list[j].ID {
+			return projections.Newer(list[j].ID, list[i].ID)
+		}
+		return list[i].Stream < list[j].Stream
+	})
+	if len(list) > n {
+		list = list[len(list)-n:]
+	}
+	w := cmd.Root().Writer
+	if err := writeEvents(w, format, list); err != nil {
+		return err
+	}
+	if !cmd.Bool("follow") {
+		return nil
+	}
+	for ctx.Err() == nil {
+		var batch []streams.Entry
+		for _, s := range historyStreams(e.keys) {
+			entries, err := streams.After(ctx, e.rdb, s, last[s], 500)
+			if err != nil {
+				return err
+			}
+			for _, en := range entries {
+				last[s] = en.ID
+				if keep(en) {
+					batch = append(batch, en)
+				}
+			}
+		}
+		sort.SliceStable(batch, func(i, j int) bool { return projections.Newer(batch[j].ID, batch[i].ID) })
+		if err := writeEvents(w, format, batch); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pollEvery):
+		}
+	}
+	return nil
+}
