@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
 )
 
@@ -39,6 +40,21 @@ type Config struct {
 	// MaxDeliveries is how many times an entry is delivered without a
 	// result before the task is dead-lettered. Default 5.
 	MaxDeliveries int64
+	// Scheduler says whether this agent evaluates the cluster's schedules
+	// and submits the tasks they fire: SchedulerAuto (the default),
+	// SchedulerAlways or SchedulerNever. In auto mode it does when its role
+	// is SchedulerRole, or when no worker group of the applied config has
+	// that role (then every agent does; the firing script keeps each slot
+	// to one fire).
+	Scheduler string
+	// OnTimeGrace is how late a slot may be evaluated and still count as on
+	// time; a later slot was missed and follows the schedule's missed
+	// policy. It is at most half of the schedule's interval. Default 30s.
+	OnTimeGrace time.Duration
+	// ScheduleNext, if set, replaces the cron expression of every schedule:
+	// it returns the first slot after t. Nil uses (*schema.Schedule).Next;
+	// tests fire every second with it.
+	ScheduleNext func(s *schema.Schedule, t time.Time) (time.Time, error)
 	// Exec runs a task; nil runs real commands. Benchmarks use a no-op.
 	Exec Executor
 	// Logger receives the agent's structured logs.
@@ -108,6 +124,22 @@ func (c *Config) setDefaults() error {
 	if c.MaxDeliveries < 1 {
 		errs = append(errs, fmt.Errorf("max deliveries %d: must be at least 1", c.MaxDeliveries))
 	}
+	switch c.Scheduler {
+	case "":
+		c.Scheduler = SchedulerAuto
+	case SchedulerAuto, SchedulerAlways, SchedulerNever:
+	default:
+		errs = append(errs, fmt.Errorf("scheduler %q: use %s, %s or %s", c.Scheduler, SchedulerAuto, SchedulerAlways, SchedulerNever))
+	}
+	if c.OnTimeGrace == 0 {
+		c.OnTimeGrace = DefaultOnTimeGrace
+	}
+	if c.OnTimeGrace < 0 {
+		errs = append(errs, fmt.Errorf("on-time grace %s: must be > 0", c.OnTimeGrace))
+	}
+	if c.ScheduleNext == nil {
+		c.ScheduleNext = (*schema.Schedule).Next
+	}
 	if c.Exec == nil {
 		c.Exec = CommandExecutor{}
 	}
@@ -126,6 +158,9 @@ func (c Config) PoolSize() int {
 		concurrency = DefaultConcurrency
 	}
 	readers := 2 // the worker's dispatch stream and its role's queue
+	if c.Scheduler != SchedulerNever {
+		readers++ // the schedule fires stream
+	}
 	if c.Projector {
 		shards := c.Keys.Shards
 		if shards == 0 {

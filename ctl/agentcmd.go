@@ -29,6 +29,8 @@ Examples:
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
 			&cli.DurationFlag{Name: "shutdown-timeout", Usage: "how long running tasks may finish after SIGTERM", Value: agent.DefaultShutdownTimeout},
 			&cli.BoolFlag{Name: "projector", Usage: "also maintain the projections (status views); run it in at least two agents", Value: true},
+			&cli.StringFlag{Name: "scheduler", Value: agent.SchedulerAuto,
+				Usage: "evaluate the cluster's schedules: auto (if this worker's role is scheduler, or no worker group has that role), always, never"},
 		},
 		Action: runAgent,
 	}
@@ -58,6 +60,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
 		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
 		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"),
+		Scheduler: cmd.String("scheduler"),
 		Logger: logger,
 	}
 	e, err := connect(ctx, cmd, cfg.PoolSize())

@@ -80,6 +80,10 @@ var registry = map[string]func() Payload{
 	TypeTaskEnded:        func() Payload { return &TaskEnded{} },
 	TypeTaskRedriven:     func() Payload { return &TaskRedriven{} },
 	TypeWorkerDrain:      func() Payload { return &WorkerDrain{} },
+	TypeScheduleFired:    func() Payload { return &ScheduleFired{} },
+	TypeSchedulePaused:   func() Payload { return &SchedulePaused{} },
+	TypeScheduleResumed:  func() Payload { return &ScheduleResumed{} },
+	TypeScheduleSkipped:  func() Payload { return &ScheduleSkipped{} },
 }
 
 // Types returns every known type name.
@@ -266,6 +270,14 @@ func deref(p Payload) Payload {
 	case *TaskRedriven:
 		return *v
 	case *WorkerDrain:
+		return *v
+	case *ScheduleFired:
+		return *v
+	case *SchedulePaused:
+		return *v
+	case *ScheduleResumed:
+		return *v
+	case *ScheduleSkipped:
 		return *v
 	}
 	return p

@@ -47,6 +47,13 @@ func samplePayloads() []Payload {
 		TaskRedriven{TaskID: "01J", NewTaskID: "01K"},
 		TaskDeadLettered{TaskID: "01J", Reason: "delivered 5 times without a result", Deliveries: 5, Stream: "s", EntryID: "1-0"},
 		ConfigApplied{Revision: 3, Document: `{"kind":"Cluster"}`, Hash: strings.Repeat("ab", 32), Message: "more web", RollbackOf: 1},
+		ScheduleFired{Schedule: "backup-configs", SlotMS: 1700000000000, Task: "backup-configurations",
+			Params: map[string]any{"dest": "/backup"}, Selector: map[string]string{"role": "database"}, Manual: true,
+			Revision: 4, JobID: "01K", PreviousJob: "01J", Overlap: "skip", SplayMS: 30000},
+		ScheduleFired{Schedule: "security-updates", SlotMS: 1700000000000, Task: "check-security-updates", All: true, JobID: "01K"},
+		SchedulePaused{Schedule: "backup-configs"},
+		ScheduleResumed{Schedule: "backup-configs"},
+		ScheduleSkipped{Schedule: "backup-configs", SlotMS: 1700000000000, Reason: "previous run still running", JobID: "01K"},
 	}
 }
 

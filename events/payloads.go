@@ -24,6 +24,10 @@ const (
 	TypeTaskEnded        = "task.ended.v1"
 	TypeTaskRedriven     = "task.redriven.v1"
 	TypeWorkerDrain      = "worker.drain.v1"
+	TypeScheduleFired    = "schedule.fired.v1"
+	TypeSchedulePaused   = "schedule.paused.v1"
+	TypeScheduleResumed  = "schedule.resumed.v1"
+	TypeScheduleSkipped  = "schedule.skipped.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -404,3 +408,89 @@ func (WorkerDrain) EventType() string { return TypeWorkerDrain }
 
 // Validate implements Payload.
 func (p WorkerDrain) Validate() error { return name("hostname", p.Hostname) }
+
+// ScheduleFired records that a schedule fired for one slot: the evaluator
+// that won the slot appended it, and the scheduler consumers turn it into
+// one task per target. Processing it twice submits the same task ids.
+type ScheduleFired struct {
+	Schedule string `json:"schedule"`
+	// SlotMS is the cron slot fired, in Unix milliseconds; for a manual
+	// trigger, the time of the trigger.
+	SlotMS int64  `json:"slot_ms"`
+	Task   string `json:"task"`
+	// Params are the task parameters of the schedule.
+	Params map[string]any `json:"params,omitempty"`
+	// All targets every healthy worker that runs Task; otherwise Selector
+	// (role, hostname or labels) picks the workers.
+	All      bool              `json:"all,omitempty"`
+	Selector map[string]string `json:"selector,omitempty"`
+	// Manual marks a fire asked for with `celeroot schedules trigger`.
+	Manual bool `json:"manual,omitempty"`
+	// Revision is the config revision the schedule was read from.
+	Revision int64 `json:"revision,omitempty"`
+	// JobID is the job of the fire's tasks, derived from the schedule and
+	// the slot.
+	JobID string `json:"job_id"`
+	// PreviousJob is the job of the schedule's previous fire, filled in
+	// atomically when the fire is recorded.
+	PreviousJob string `json:"previous_job,omitempty"`
+	// Overlap is the schedule's overlap policy: "allow" or "skip".
+	Overlap string `json:"overlap,omitempty"`
+	// SplayMS bounds the random delay before each target's submission.
+	SplayMS int64 `json:"splay_ms,omitempty"`
+}
+
+// EventType implements Payload.
+func (ScheduleFired) EventType() string { return TypeScheduleFired }
+
+// Validate implements Payload.
+func (p ScheduleFired) Validate() error {
+	var targetErr error
+	if !p.All && len(p.Selector) == 0 {
+		targetErr = errors.New("all or selector is required")
+	}
+	return joinErrs(required("schedule", p.Schedule), positive("slot_ms", p.SlotMS), required("task", p.Task),
+		targetErr, name("job_id", p.JobID), nonNegative("revision", p.Revision), nonNegative("splay_ms", p.SplayMS))
+}
+
+// SchedulePaused records that a schedule was paused: its slots pass
+// without firing until it is resumed.
+type SchedulePaused struct {
+	Schedule string `json:"schedule"`
+}
+
+// EventType implements Payload.
+func (SchedulePaused) EventType() string { return TypeSchedulePaused }
+
+// Validate implements Payload.
+func (p SchedulePaused) Validate() error { return required("schedule", p.Schedule) }
+
+// ScheduleResumed records that a paused schedule was resumed.
+type ScheduleResumed struct {
+	Schedule string `json:"schedule"`
+}
+
+// EventType implements Payload.
+func (ScheduleResumed) EventType() string { return TypeScheduleResumed }
+
+// Validate implements Payload.
+func (p ScheduleResumed) Validate() error { return required("schedule", p.Schedule) }
+
+// ScheduleSkipped records that a schedule did not run for a slot: the
+// previous run was still going (overlap skip), no worker matched, or slots
+// were missed while no scheduler ran (one event sums those up).
+type ScheduleSkipped struct {
+	Schedule string `json:"schedule"`
+	SlotMS   int64  `json:"slot_ms"`
+	Reason   string `json:"reason"`
+	// JobID is the job the skipped fire would have run, if it was fired.
+	JobID string `json:"job_id,omitempty"`
+}
+
+// EventType implements Payload.
+func (ScheduleSkipped) EventType() string { return TypeScheduleSkipped }
+
+// Validate implements Payload.
+func (p ScheduleSkipped) Validate() error {
+	return joinErrs(required("schedule", p.Schedule), positive("slot_ms", p.SlotMS), required("reason", p.Reason))
+}

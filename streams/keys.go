@@ -37,6 +37,8 @@ import (
 //	celeroot:<c>:{cfg}:head              hash   current revision, its hash and entry id
 //	celeroot:<c>:{dead}:entries          stream dead letters
 //	celeroot:<c>:{idem}:<sha256(key)>    string task ids submitted with an idempotency key
+//	celeroot:<c>:{sched}:state           hash   per schedule: last:<s> slot ms, paused:<s>, lastjob:<s>
+//	celeroot:<c>:{sched}:fires           stream schedule events (fired, skipped, paused, resumed)
 
 // Consumer group names.
 const (
@@ -46,6 +48,9 @@ const (
 	// GroupProjector reads the event store shards and maintains the
 	// projections; any number of projector processes may share it.
 	GroupProjector = "projector"
+	// GroupScheduler reads the schedule fires stream and submits the tasks
+	// of each fire; the consumer is the agent's hostname.
+	GroupScheduler = "scheduler"
 )
 
 // DefaultShards is the number of event store shards of a new cluster. Each
@@ -186,6 +191,14 @@ func (k Keys) ConfigHead() string { return k.key("cfg", "head") }
 
 // DeadLetters is the dead-letter stream.
 func (k Keys) DeadLetters() string { return k.key("dead", "entries") }
+
+// ScheduleState is the hash of every schedule's firing state: the last
+// slot fired, whether it is paused and the job of its last fire. It shares
+// the fires stream's hash tag, so one script compares, sets and appends.
+func (k Keys) ScheduleState() string { return k.key("sched", "state") }
+
+// ScheduleFires is the stream of schedule events.
+func (k Keys) ScheduleFires() string { return k.key("sched", "fires") }
 
 // LoadKeys returns the key builder of cluster with the shard count recorded
 // in the cluster's metadata. The first process to see the cluster records
