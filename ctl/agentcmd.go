@@ -61,7 +61,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
 		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"),
 		Scheduler: cmd.String("scheduler"),
-		Logger: logger,
+		Logger:    logger,
 	}
 	e, err := connect(ctx, cmd, cfg.PoolSize())
 	if err != nil {
