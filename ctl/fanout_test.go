@@ -28,6 +28,14 @@ func run(t *testing.T, env []string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
+// runNoEnv runs the CLI in-process with the environment as it is; safe to
+// call from several goroutines.
+func runNoEnv(args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	code := ctl.Run(context.Background(), append([]string{"celeroot"}, args...), strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
 // Fan-out to all and to a selector: one task per matching worker, and the
 // job's status aggregates them.
 func TestFanOut(t *testing.T) {
