@@ -306,3 +306,22 @@ func TestInvalidConfig(t *testing.T) {
 		t.Error("unexpected cancellation")
 	}
 }
+
+// The worker's own stream and its role's queue are read side by side: with
+// one slot, a blocking read of one does not hold back the other.
+func TestDispatchersDoNotStarve(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		fx.start("web1", "webserver", func(c *agent.Config) { c.Concurrency = 1; c.Block = 2 * time.Second })
+		for i := range 4 {
+			route, target := events.RouteWorker, "web1"
+			if i%2 == 1 {
+				route, target = events.RouteQueue, "webserver"
+			}
+			id := fx.submit(route, target, time.Minute, "true")
+			task := fx.wait(id)
+			if wait := task.Attempts[0].StartedAt.Sub(task.SubmittedAt); wait > time.Second {
+				t.Errorf("task %d (%s) waited %v to start on an idle worker; the other stream's blocking read held it back", i, route, wait)
+			}
+		}
+	})
+}

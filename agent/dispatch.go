@@ -57,7 +57,10 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	var backoff streams.Backoff
 	nextReclaim := time.Now().Add(d.a.cfg.ReclaimIdle / 3)
 	for {
-		n := d.acquire(ctx)
+		// Wait for a free slot without taking it, so the worker's other
+		// dispatch stream is not starved while this one blocks on Redis;
+		// a slot is taken per entry read.
+		n := d.waitFree(ctx)
 		if n == 0 {
 			return nil
 		}
@@ -70,7 +73,6 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		if err == nil && len(msgs) == 0 {
 			msgs, err = d.reader.Fetch(ctx, int64(n))
 		}
-		d.release(n - len(msgs))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -82,6 +84,9 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		}
 		backoff.Reset()
 		for _, m := range msgs {
+			// Entries read are this worker's now: run them even if the
+			// agent is stopping (they then end within the grace period).
+			d.a.slots <- struct{}{}
 			d.track(m.ID, true)
 			wg.Add(1)
 			go func() {
@@ -94,24 +99,21 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// acquire waits for at least one free task slot and takes as many more as
-// are free at once; it returns 0 when ctx is done.
-func (d *dispatcher) acquire(ctx context.Context) int {
-	select {
-	case d.a.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	for n < cap(d.a.slots) {
-		select {
-		case d.a.slots <- struct{}{}:
-			n++
-		default:
+// waitFree returns the number of free task slots once there is at least
+// one, or 0 when ctx is done.
+func (d *dispatcher) waitFree(ctx context.Context) int {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n := cap(d.a.slots) - len(d.a.slots); n > 0 {
 			return n
 		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-t.C:
+		}
 	}
-	return n
 }
 
 func (d *dispatcher) release(n int) {
