@@ -130,9 +130,6 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if name == "command" && len(argv) == 0 {
 		return usagef("task command needs the command to run after --, as in: celeroot task run command --target web1 -- uname -a")
 	}
-	if name != "command" && len(argv) > 0 {
-		return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
-	}
 	tflag, qflag := cmd.String("target"), cmd.String("queue")
 	if tflag != "" && qflag != "" {
 		return usagef("--target and --queue exclude each other")
@@ -201,6 +198,9 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		}
 		if def == nil {
 			return unknownTask(name, bundle)
+		}
+		if len(argv) > 0 {
+			return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
 		}
 		var perrs []*schema.Error
 		if params, perrs = def.ValidateParams(rawParams); len(perrs) > 0 {

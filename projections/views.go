@@ -36,7 +36,7 @@ type Worker struct {
 	Running           int               `json:"running"`
 	Draining          bool              `json:"draining,omitempty"`
 	// LeftAt is set when the worker's last lifecycle event was leaving.
-	LeftAt     time.Time `json:"left_at,omitempty"`
+	LeftAt     time.Time `json:"left_at,omitzero"`
 	LeftReason string    `json:"left_reason,omitempty"`
 }
 
@@ -115,7 +115,7 @@ type Attempt struct {
 	Number     int64          `json:"number"`
 	Worker     string         `json:"worker"`
 	StartedAt  time.Time      `json:"started_at"`
-	FinishedAt time.Time      `json:"finished_at,omitempty"`
+	FinishedAt time.Time      `json:"finished_at,omitzero"`
 	Outcome    events.Outcome `json:"outcome,omitempty"`
 	ExitCode   int            `json:"exit_code"`
 	Error      string         `json:"error,omitempty"`
@@ -143,7 +143,7 @@ type Task struct {
 	Outcome    events.Outcome `json:"outcome,omitempty"`
 	ExitCode   int            `json:"exit_code"`
 	Error      string         `json:"error,omitempty"`
-	FinishedAt time.Time      `json:"finished_at,omitempty"`
+	FinishedAt time.Time      `json:"finished_at,omitzero"`
 	// Worker is the worker of the attempt that produced the outcome, or of
 	// the latest attempt while none has.
 	Worker   string    `json:"worker,omitempty"`

@@ -312,15 +312,23 @@ var (
 	ErrAuth        = errors.New("streams: redis rejected the credentials")
 )
 
-// ConnError explains a failure to reach Redis at display, with what to check.
+// ConnError explains a failure to reach Redis at display, with what to
+// check. It matches ErrAuth or ErrUnreachable with errors.Is.
 func ConnError(display string, err error) error {
-	switch {
-	case isAuthError(err):
-		return fmt.Errorf("%w at %s: %v (set the password in the URL or in $%s)", ErrAuth, display, err, EnvPassword)
-	default:
-		return fmt.Errorf("%w at %s: %v (is Redis running there? check --redis or $CELEROOT_REDIS_URL)", ErrUnreachable, display, err)
+	if isAuthError(err) {
+		return &connError{kind: ErrAuth, msg: fmt.Sprintf("redis at %s rejected the credentials: %v (set the password in the URL or in $%s)", display, err, EnvPassword)}
 	}
+	return &connError{kind: ErrUnreachable, msg: fmt.Sprintf("redis unreachable at %s: %v (is Redis running there? check --redis or $CELEROOT_REDIS_URL)", display, err)}
 }
+
+// connError reads well to a user and still matches its sentinel.
+type connError struct {
+	kind error
+	msg  string
+}
+
+func (e *connError) Error() string { return e.msg }
+func (e *connError) Unwrap() error { return e.kind }
 
 func isAuthError(err error) bool {
 	msg := err.Error()
