@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test ensure-redis bench check dev schema fuzz build
+.PHONY: test ensure-redis bench check dev schema fuzz build soak
 
 # Full test suite, with the race detector, against real Redis servers that
 # the tests start themselves (streams/streamstest).
@@ -26,6 +26,11 @@ check:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	$(GO) test -count=1 -run TestImportDirection ./...
 
+# Longer runs of the timing-sensitive guarantees: five schedulers racing
+# for every slot of a per-second schedule for 60 s (single node and cluster).
+soak: ensure-redis
+	CELEROOT_SCHEDULE_SECONDS=60 $(GO) test -race -count=1 -timeout 10m -run 'TestSchedulerFiresEachSlotOnce' -v ./agent/
+
 # Local single-node deployment for development.
 dev:
 	$(GO) run ./cmd/celeroot dev
@@ -33,8 +38,13 @@ dev:
 schema:
 	$(GO) generate ./schema/...
 
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./events/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzParseQuantity -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzCron -fuzztime $(FUZZTIME) ./schema/
 
 build:
 	$(GO) build -o bin/celeroot ./cmd/celeroot

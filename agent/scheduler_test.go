@@ -3,7 +3,9 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,8 +90,13 @@ func noDuplicates(t *testing.T, fired []int64) {
 
 // Five evaluators racing for every slot of a per-second schedule fire each
 // slot exactly once, and each fire becomes one task per worker.
+//
+// make test runs it for 10 s; make soak for 60 s (CELEROOT_SCHEDULE_SECONDS).
 func TestSchedulerFiresEachSlotOnce(t *testing.T) {
-	const seconds = 10
+	seconds := 10
+	if v, err := strconv.Atoi(os.Getenv("CELEROOT_SCHEDULE_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
 	each(t, func(t *testing.T, fx *fixture) {
 		fx.applyConfig(tickSet(t, "skip"), 1)
 		var hosts []string
@@ -101,7 +108,7 @@ func TestSchedulerFiresEachSlotOnce(t *testing.T) {
 			fx.start(h, "webserver", func(c *agent.Config) { scheduled(c); c.Heartbeat = time.Second })
 		}
 		t0 := time.Now()
-		time.Sleep(seconds * time.Second)
+		time.Sleep(time.Duration(seconds) * time.Second)
 		t1 := time.Now()
 		fired, _ := fx.scheduleEvents()
 		noDuplicates(t, fired)
