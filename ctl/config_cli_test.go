@@ -101,6 +101,10 @@ func TestConfigAndSchedulesCLI(t *testing.T) {
 			if out, _, _ = run(t, env, "config", "show", "--revision", "3", "-o", "json"); !strings.Contains(out, `"cron": "0 2 * * *"`) {
 				t.Errorf("revision 3 is not revision 1's content:\n%.400s", out)
 			}
+			out, _, code = run(t, env, "task", "catalog")
+			if code != 0 || !strings.Contains(out, "install-package          package  package*:string") {
+				t.Errorf("task catalog:\n%s", out)
+			}
 			out, _, code = run(t, env, "schedules", "export", "--crontab")
 			if code != 0 || !strings.Contains(out, `0 2 * * * root celeroot task run check-security-updates --target role:all`) ||
 				!strings.Contains(out, `0 3 * * 0 root celeroot task run backup-configurations --target role:database`) {

@@ -79,6 +79,13 @@ Examples:
 				Action: taskList,
 			},
 			{
+				Name:    "catalog",
+				Aliases: []string{"defs"},
+				Usage:   "list the tasks that can be run: the built-in ones and the applied catalog",
+				Flags:   []cli.Flag{outputFlag()},
+				Action:  taskCatalog,
+			},
+			{
 				Name:      "cancel",
 				Usage:     "cancel a task: a waiting one never runs, a running one is killed",
 				ArgsUsage: "<task-id>",
@@ -1075,4 +1082,117 @@ func jobStatus(cmd *cli.Command, format string, job projections.Job) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Target, t.State, len(t.Attempts), exit, orDash(t.Worker))
 	}
 	return tw.Flush()
+}
+
+// catalogEntry is one runnable task as listed.
+type catalogEntry struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	Action      string         `json:"action"`
+	Params      map[string]any `json:"params,omitempty"`
+	Timeout     string         `json:"timeout,omitempty"`
+	MaxAttempts int            `json:"max_attempts,omitempty"`
+	Idempotent  bool           `json:"idempotent,omitempty"`
+	// Workers are the live workers that run it.
+	Workers []string `json:"workers"`
+}
+
+func taskCatalog(ctx context.Context, cmd *cli.Command) error {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	var bundle *schema.Bundle
+	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
+			return err
+		}
+	}
+	workers, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	runs := func(task string) []string {
+		out := []string{}
+		for _, w := range workers {
+			if st := w.State(now); st != projections.WorkerLeft && slices.Contains(w.Tasks, task) {
+				out = append(out, w.Hostname)
+			}
+		}
+		return out
+	}
+	list := []catalogEntry{{Name: "command", Description: "Run the argv given after --, directly, never through a shell (built in).",
+		Action: "command", Workers: runs("command")}}
+	if bundle != nil {
+		for _, t := range bundle.Tasks {
+			ce := catalogEntry{Name: t.Metadata.Name, Description: t.Spec.Description, Action: actionKind(t.Spec.Action),
+				MaxAttempts: t.Spec.Retry.MaxAttempts, Idempotent: t.Spec.Idempotent, Workers: runs(t.Metadata.Name)}
+			if t.Spec.Timeout.Duration > 0 {
+				ce.Timeout = fmtDuration(t.Spec.Timeout.Duration)
+			}
+			for name, p := range t.Spec.Params {
+				if ce.Params == nil {
+					ce.Params = map[string]any{}
+				}
+				ce.Params[name] = map[string]any{"schema": p.Schema, "required": p.Required, "description": p.Description}
+			}
+			list = append(list, ce)
+		}
+	}
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, list); ok {
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "TASK\tACTION\tPARAMETERS\tWORKERS\tDESCRIPTION")
+	for _, c := range list {
+		var ps []string
+		for name, p := range c.Params {
+			spec := p.(map[string]any)
+			typ, _ := spec["schema"].(map[string]any)["type"].(string)
+			if typ == "" {
+				typ = "any"
+			}
+			if spec["required"] == true {
+				name += "*"
+			}
+			ps = append(ps, name+":"+typ)
+		}
+		sort.Strings(ps)
+		workers := strings.Join(c.Workers, ",")
+		if workers == "" {
+			workers = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Action, orDash(strings.Join(ps, " ")), workers, c.Description)
+	}
+	if bundle == nil {
+		fmt.Fprintf(cmd.Root().ErrWriter, "No task catalog applied to cluster %s yet (celeroot config apply -f catalog/).\n", e.keys.Cluster)
+	}
+	return tw.Flush()
+}
+
+func actionKind(a schema.Action) string {
+	switch {
+	case len(a.Command) > 0:
+		return "command"
+	case a.Shell != nil:
+		return "shell"
+	case a.Package != nil:
+		return "package"
+	case a.File != nil:
+		return "file"
+	case a.Service != nil:
+		return "service"
+	}
+	return "-"
 }
