@@ -464,6 +464,16 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 			taskID = sub.TaskID
 		}
 	}
+	// The dead letter first, then the task's end, then the ack: a task
+	// shown dead is always in the dead letters, and a crash in between
+	// repeats a step instead of losing one.
+	err = streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
+		Stream: d.stream, EntryID: p.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname, Reason: reason, Fields: fields,
+	})
+	if err != nil {
+		d.lg.Warn("could not dead-letter entry; will retry", "entry", p.ID, "err", err)
+		return
+	}
 	if taskID != "" {
 		ev := d.a.src.New(events.TaskDeadLettered{TaskID: taskID, Reason: reason, Deliveries: p.Deliveries,
 			Stream: d.stream, EntryID: p.ID}, events.WithCorrelation(taskID))
@@ -472,8 +482,8 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 			return
 		}
 	}
-	if err := d.reader.DeadLetterEntry(ctx, d.stream, p.ID, reason, fields); err != nil {
-		d.lg.Warn("could not dead-letter entry; will retry", "entry", p.ID, "err", err)
+	if err := d.reader.Ack(ctx, d.stream, p.ID); err != nil {
+		d.lg.Warn("could not acknowledge the dead-lettered entry; will retry", "entry", p.ID, "err", err)
 		return
 	}
 	d.lg.Warn("task dead-lettered", "entry", p.ID, "task_id", taskID, "reason", reason)

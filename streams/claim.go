@@ -116,15 +116,3 @@ func (r *Reader) Claim(ctx context.Context, stream string, minIdle time.Duration
 	}
 	return r.decode(ctx, []redis.XStream{{Stream: stream, Messages: msgs}}), nil
 }
-
-// DeadLetterEntry moves a pending entry of stream to the dead-letter
-// stream with the reason and extra fields, then acknowledges it.
-func (r *Reader) DeadLetterEntry(ctx context.Context, stream, id, reason string, fields map[string]any) error {
-	err := DeadLetter(ctx, r.rdb, r.opts.DeadLetter, DeadEntry{
-		Stream: stream, EntryID: id, Group: r.opts.Group, Consumer: r.opts.Consumer, Reason: reason, Fields: fields,
-	})
-	if err != nil {
-		return err
-	}
-	return r.Ack(ctx, stream, id)
-}
