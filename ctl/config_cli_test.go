@@ -101,6 +101,10 @@ func TestConfigAndSchedulesCLI(t *testing.T) {
 			if out, _, _ = run(t, env, "config", "show", "--revision", "3", "-o", "json"); !strings.Contains(out, `"cron": "0 2 * * *"`) {
 				t.Errorf("revision 3 is not revision 1's content:\n%.400s", out)
 			}
+			out, _, code = run(t, env, "cluster", "status")
+			if code != 0 || !strings.Contains(out, "Config revision:  3") || !strings.Contains(out, "webserver  2 (missing 2)") {
+				t.Errorf("cluster status:\n%s", out)
+			}
 			out, _, code = run(t, env, "task", "catalog")
 			if code != 0 || !strings.Contains(out, "install-package          package  package*:string") {
 				t.Errorf("task catalog:\n%s", out)

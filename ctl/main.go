@@ -135,6 +135,7 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{
 			agentCommand(),
+			clusterCommand(),
 			configCommand(),
 			devCommand(),
 			eventsCommand(),

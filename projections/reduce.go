@@ -63,6 +63,7 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"running":        strconv.Itoa(p.Running),
 			"draining":       strconv.FormatBool(p.Draining),
 			"hb_interval_ms": strconv.FormatInt(p.HeartbeatMS, 10),
+			"revision":       strconv.FormatInt(p.Revision, 10),
 		}}}
 	case events.WorkerLeft:
 		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "left", Order: order, Fields: map[string]string{

@@ -35,6 +35,8 @@ type Worker struct {
 	LastHeartbeat     time.Time         `json:"last_heartbeat"`
 	Running           int               `json:"running"`
 	Draining          bool              `json:"draining,omitempty"`
+	// Revision is the config revision the worker last reported running.
+	Revision int64 `json:"revision"`
 	// LeftAt is set when the worker's last lifecycle event was leaving.
 	LeftAt     time.Time `json:"left_at,omitzero"`
 	LeftReason string    `json:"left_reason,omitempty"`
@@ -75,6 +77,7 @@ func WorkerFromRecord(host string, r Record) Worker {
 	w.RegisteredAt = parseTime(r["registered_at"])
 	w.LastHeartbeat = parseTime(r["last_heartbeat"])
 	w.Running, _ = strconv.Atoi(r["running"])
+	w.Revision, _ = strconv.ParseInt(r["revision"], 10, 64)
 	w.Draining = r["draining"] == "true"
 	ms, _ := strconv.ParseInt(r["hb_interval_ms"], 10, 64)
 	if ms == 0 {

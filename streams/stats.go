@@ -1,0 +1,103 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// StreamStat describes a stream and one consumer group on it.
+type StreamStat struct {
+	Stream string `json:"stream"`
+	// Length is the number of entries kept.
+	Length int64 `json:"length"`
+	// Pending is the number of entries read by the group but not
+	// acknowledged; OldestPending is how long the oldest has waited.
+	Pending       int64         `json:"pending"`
+	OldestPending time.Duration `json:"oldest_pending_ns"`
+	// Lag is the number of entries the group has not read yet; -1 when
+	// Redis cannot tell.
+	Lag int64 `json:"lag"`
+}
+
+// Stat returns the state of stream as seen by group. A stream that does
+// not exist yet is empty.
+func Stat(ctx context.Context, rdb redis.UniversalClient, stream, group string) (StreamStat, error) {
+	st := StreamStat{Stream: stream, Lag: -1}
+	n, err := rdb.XLen(ctx, stream).Result()
+	if err != nil {
+		return st, fmt.Errorf("length of %s: %w", stream, err)
+	}
+	st.Length = n
+	if n == 0 {
+		st.Lag = 0
+		return st, nil
+	}
+	groups, err := rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil && !strings.Contains(err.Error(), "no such key") {
+		return st, fmt.Errorf("groups of %s: %w", stream, err)
+	}
+	found := false
+	for _, g := range groups {
+		if g.Name == group {
+			st.Pending, st.Lag, found = g.Pending, g.Lag, true
+		}
+	}
+	if !found {
+		st.Lag = n // nobody has read anything
+		return st, nil
+	}
+	if st.Pending > 0 {
+		p, err := rdb.XPending(ctx, stream, group).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return st, fmt.Errorf("pending of %s: %w", stream, err)
+		}
+		if err == nil && p.Lower != "" {
+			if ms, _, ok := strings.Cut(p.Lower, "-"); ok {
+				var v int64
+				fmt.Sscan(ms, &v)
+				st.OldestPending = time.Since(time.UnixMilli(v))
+			}
+		}
+	}
+	return st, nil
+}
+
+// ServerInfo is what status commands show about the Redis deployment.
+type ServerInfo struct {
+	Version     string `json:"version"`
+	Mode        string `json:"mode"`
+	Role        string `json:"role"`
+	UsedMemory  string `json:"used_memory"`
+	MaxMemory   string `json:"max_memory"`
+	AOF         bool   `json:"aof"`
+	AppendFsync string `json:"appendfsync,omitempty"`
+	Replicas    int    `json:"connected_replicas"`
+}
+
+// Info reads INFO from Redis (one node of a cluster).
+func Info(ctx context.Context, rdb redis.UniversalClient) (ServerInfo, error) {
+	raw, err := rdb.Info(ctx, "server", "memory", "persistence", "replication", "cluster").Result()
+	if err != nil {
+		return ServerInfo{}, fmt.Errorf("redis info: %w", err)
+	}
+	kv := map[string]string{}
+	for _, line := range strings.Split(raw, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			kv[k] = v
+		}
+	}
+	si := ServerInfo{Version: kv["redis_version"], Mode: kv["redis_mode"], Role: kv["role"],
+		UsedMemory: kv["used_memory_human"], MaxMemory: kv["maxmemory_human"], AOF: kv["aof_enabled"] == "1"}
+	fmt.Sscan(kv["connected_slaves"], &si.Replicas)
+	if si.AOF {
+		if v, err := rdb.ConfigGet(ctx, "appendfsync").Result(); err == nil {
+			si.AppendFsync = v["appendfsync"]
+		}
+	}
+	return si, nil
+}
