@@ -309,3 +309,68 @@ func TestSeedSchedules(t *testing.T) {
 		}
 	})
 }
+
+// With overlap: skip, a fire while the previous run still runs submits
+// nothing and records why; with the default (allow) runs overlap.
+func TestScheduleOverlapSkip(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		set, errs := schema.Load("slow.yaml", strings.NewReader(`apiVersion: celeroot.io/v1
+kind: Cluster
+metadata:
+  name: test
+spec:
+  schedules:
+    - name: slow
+      cron: "* * * * *"
+      task: slow
+      targets: all
+      overlap: skip
+---
+apiVersion: celeroot.io/v1
+kind: Task
+metadata:
+  name: slow
+spec:
+  action:
+    command: ["sleep", "2.5"]
+`))
+		if len(errs) > 0 {
+			t.Fatal(errs[0])
+		}
+		fx.applyConfig(set, 1)
+		fx.start("web1", "webserver", func(c *agent.Config) { scheduled(c); c.Heartbeat = time.Second })
+		fx.waitFor("a skip for overlap", func() bool {
+			_, skipped := fx.scheduleEvents()
+			for _, s := range skipped {
+				if strings.Contains(s.Reason, "still running") {
+					return true
+				}
+			}
+			return false
+		})
+		fired, skipped := fx.scheduleEvents()
+		var overlapSkips int
+		for _, s := range skipped {
+			if strings.Contains(s.Reason, "still running") {
+				overlapSkips++
+			}
+		}
+		// Every fire either ran or was skipped for overlap; never two runs
+		// at once: the jobs that ran are at least the task's length apart.
+		var ran []int64
+		for _, slot := range fired {
+			j, err := fx.store.Job(context.Background(), streams.ScheduleJobID("slow", slot))
+			if err == nil && len(j.Tasks) > 0 {
+				ran = append(ran, slot)
+			}
+		}
+		for i := 1; i < len(ran); i++ {
+			if ran[i]-ran[i-1] < 2000 {
+				t.Errorf("runs at %d and %d overlap (task takes 2.5 s)", ran[i-1], ran[i])
+			}
+		}
+		if overlapSkips == 0 || len(ran) == 0 {
+			t.Errorf("fired %d, ran %d, skipped for overlap %d; want runs and skips", len(fired), len(ran), overlapSkips)
+		}
+	})
+}
