@@ -325,3 +325,31 @@ func eventsTail(ctx context.Context, cmd *cli.Command) error {
 	}
 	return nil
 }
+
+// atFlag is --at: show the state as of a past moment.
+func atFlag() cli.Flag {
+	return &cli.StringFlag{Name: "at", Usage: "show the state as it was at an RFC 3339 time or an event entry id (folded from the history)"}
+}
+
+// parseAt returns the stream bound and the moment of --at; ok is false
+// when --at is not given.
+func parseAt(cmd *cli.Command) (bound string, at time.Time, ok bool, err error) {
+	v := cmd.String("at")
+	if v == "" {
+		return "", time.Time{}, false, nil
+	}
+	bound, err = parseBound("at", v, true)
+	if err != nil {
+		return "", time.Time{}, false, err
+	}
+	msPart, _, _ := strings.Cut(bound, "-")
+	ms, _ := strconv.ParseInt(msPart, 10, 64)
+	at = time.UnixMilli(ms)
+	if t, perr := time.Parse(time.RFC3339Nano, v); perr == nil {
+		at = t
+	}
+	if at.After(time.Now()) {
+		return "", time.Time{}, false, usagef("--at %s is in the future", v)
+	}
+	return bound, at, true, nil
+}

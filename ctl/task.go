@@ -58,7 +58,7 @@ Examples:
 				Name:      "status",
 				Usage:     "show a task: state, attempts, worker, timings, outcome",
 				ArgsUsage: "<task-id>",
-				Flags:     []cli.Flag{outputFlag()},
+				Flags:     []cli.Flag{outputFlag(), atFlag()},
 				Action:    taskStatus,
 			},
 			{
@@ -673,6 +673,20 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer e.rdb.Close()
 	store := projections.NewStore(e.rdb, e.keys)
+	if bound, at, ok, perr := parseAt(cmd); perr != nil {
+		return perr
+	} else if ok {
+		recs, err := projections.AsOf(ctx, e.rdb, e.keys, bound)
+		if err != nil {
+			return err
+		}
+		t, found := recs.Task(id)
+		if !found {
+			return fmt.Errorf("no task %s in cluster %s as of %s", id, e.keys.Cluster, at.Local().Format(time.RFC3339))
+		}
+		fmt.Fprintf(cmd.Root().ErrWriter, "As of %s:\n", at.Local().Format(time.RFC3339))
+		return printTask(cmd, format, t.At(at), at)
+	}
 	t, err := store.Task(ctx, id)
 	if errors.Is(err, projections.ErrNotFound) {
 		job, jerr := store.Job(ctx, id)
@@ -685,7 +699,11 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	now := time.Now()
-	t = t.At(now)
+	return printTask(cmd, format, t.At(now), now)
+}
+
+// printTask prints a task as of now.
+func printTask(cmd *cli.Command, format string, t projections.Task, now time.Time) error {
 	w := cmd.Root().Writer
 	if ok, err := writeData(w, format, t); ok {
 		return err

@@ -33,6 +33,7 @@ Examples:
 				Flags: []cli.Flag{
 					outputFlag(),
 					&cli.StringFlag{Name: "role", Usage: "only workers of this role"},
+					atFlag(),
 				},
 				Action: workersList,
 			},
@@ -145,11 +146,20 @@ func workersList(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	all, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
-	if err != nil {
+	now := time.Now()
+	var all []projections.Worker
+	if bound, at, ok, err := parseAt(cmd); err != nil {
+		return err
+	} else if ok {
+		recs, err := projections.AsOf(ctx, e.rdb, e.keys, bound)
+		if err != nil {
+			return err
+		}
+		all, now = recs.Workers(), at
+		fmt.Fprintf(cmd.Root().ErrWriter, "As of %s:\n", at.Local().Format(time.RFC3339))
+	} else if all, err = projections.NewStore(e.rdb, e.keys).Workers(ctx); err != nil {
 		return err
 	}
-	now := time.Now()
 	views := []workerView{}
 	for _, w := range all {
 		if r := cmd.String("role"); r != "" && w.Role != r {

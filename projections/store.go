@@ -178,13 +178,17 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 			out = append(out, WorkerFromRecord(h, r))
 		}
 	}
+	sortWorkers(out)
+	return out, nil
+}
+
+func sortWorkers(out []Worker) {
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Role != out[j].Role {
 			return out[i].Role < out[j].Role
 		}
 		return out[i].Hostname < out[j].Hostname
 	})
-	return out, nil
 }
 
 // Task returns the projection of one task.
