@@ -215,3 +215,34 @@ func TestJob(t *testing.T) {
 		})
 	}
 }
+
+// Guards never share a field: otherwise the order in which events arrive
+// would decide the value, and a rebuild could differ from the projector.
+func TestGuardsDoNotShareFields(t *testing.T) {
+	msgs := history()
+	src := events.Source{Cluster: "c"}
+	for i, h := range []string{"web1", "web2"} {
+		msgs = append(msgs, streams.Message{ID: fmt.Sprintf("1800000000000-%d", i), Envelope: src.New(events.TaskSubmitted{
+			TaskID: "j-" + h, JobID: "job1", Task: "command", Route: events.RouteWorker, Target: h})})
+	}
+	msgs = append(msgs,
+		streams.Message{ID: "1800000000001-0", Envelope: src.New(events.TaskEnded{TaskID: "t1", State: events.EndExpired, Reason: "r"})},
+		streams.Message{ID: "1800000000001-1", Envelope: src.New(events.TaskCancel{TaskID: "t1"})},
+		streams.Message{ID: "1800000000001-2", Envelope: src.New(events.TaskRedriven{TaskID: "t1", NewTaskID: "t2"})},
+		streams.Message{ID: "1800000000001-3", Envelope: src.New(events.TaskDeadLettered{TaskID: "t1", Reason: "r"})},
+	)
+	owner := map[projections.Ref]map[string]string{}
+	for _, m := range msgs {
+		for _, p := range projections.Reduce(m.Envelope, m.ID) {
+			if owner[p.Ref] == nil {
+				owner[p.Ref] = map[string]string{}
+			}
+			for f := range p.Fields {
+				if g, ok := owner[p.Ref][f]; ok && g != p.Guard {
+					t.Errorf("%v field %q is written by guards %q and %q", p.Ref, f, g, p.Guard)
+				}
+				owner[p.Ref][f] = p.Guard
+			}
+		}
+	}
+}

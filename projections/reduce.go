@@ -73,11 +73,14 @@ func Reduce(e events.Envelope, order string) []Patch {
 	case events.TaskSubmitted:
 		var job []Patch
 		if p.JobID != "" {
-			// Each task is its own guard of the job record: "t.<task>" = target.
+			// Each task is its own guard of the job record, with fields of
+			// its own (guards never share a field, or the order of arrival
+			// would matter): t.<task> = target, n.<task> = task name,
+			// s.<task> = submission time.
 			job = []Patch{{Ref: Ref{KindJob, p.JobID}, Guard: "t." + p.TaskID, Order: order, Fields: map[string]string{
 				"t." + p.TaskID: p.Target,
-				"task":          p.Task,
-				"submitted_at":  at,
+				"n." + p.TaskID: p.Task,
+				"s." + p.TaskID: at,
 			}}}
 		}
 		return append(job, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: map[string]string{

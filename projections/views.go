@@ -297,10 +297,14 @@ type Job struct {
 
 // JobFromRecord builds the job view of a record (without its tasks).
 func JobFromRecord(id string, r Record) Job {
-	j := Job{ID: id, Task: r["task"], SubmittedAt: parseTime(r["submitted_at"])}
+	j := Job{ID: id}
 	for k := range r {
 		if t, ok := strings.CutPrefix(k, "t."); ok {
 			j.TaskIDs = append(j.TaskIDs, t)
+			j.Task = r["n."+t]
+			if at := parseTime(r["s."+t]); j.SubmittedAt.IsZero() || at.Before(j.SubmittedAt) {
+				j.SubmittedAt = at
+			}
 		}
 	}
 	sort.Strings(j.TaskIDs)
