@@ -13,6 +13,7 @@ import (
 	"github.com/celeroot/celeroot/projections"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,6 +42,9 @@ type agent struct {
 	// conf is the configuration in force.
 	conf atomic.Pointer[applied]
 	pid  int
+	m    *metrics
+	// consuming is true while the dispatchers run (for /readyz).
+	consuming atomic.Bool
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -48,6 +52,9 @@ type agent struct {
 func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
+	}
+	if cfg.MetricsListener != nil {
+		defer cfg.MetricsListener.Close()
 	}
 	a := &agent{
 		cfg:   cfg,
@@ -57,6 +64,8 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		slots: make(chan struct{}, cfg.Concurrency),
 		pid:   os.Getpid(),
 	}
+	reg := prometheus.NewRegistry()
+	a.m = newMetrics(reg, cfg.Version)
 	a.conf.Store(initialConfig())
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
 
@@ -117,6 +126,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { a.watchConfig(ctx, after); return nil }, func(error) { cancel() })
 	}
+	if l := cfg.MetricsListener; l != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.serveHTTP(ctx, l, reg) }, func(error) { cancel() })
+	}
 	{
 		c, err := a.newControl()
 		if err != nil {
@@ -149,7 +162,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
 	}
+	a.consuming.Store(true)
 	err = g.Run()
+	a.consuming.Store(false)
 	stopHB()
 	<-hbDone
 
@@ -207,8 +222,21 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil, Revision: a.conf.Load().Revision}
 		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
 		defer cancel()
-		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
+		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil {
+			if ctx.Err() == nil {
+				a.m.heartbeatErrs.Inc()
+				a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
+			}
+			return
+		}
+		a.m.heartbeats.Inc()
+		a.m.revision.Set(float64(hb.Revision))
+		a.m.running.Set(float64(hb.Running))
+		for name, stream := range map[string]string{"worker": a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), "queue": a.cfg.Keys.RoleQueue(a.cfg.Role)} {
+			if st, err := streams.Stat(bctx, a.rdb, stream, streams.GroupAgents); err == nil {
+				a.m.pending.WithLabelValues(name).Set(float64(st.Pending))
+				a.m.lag.WithLabelValues(name).Set(float64(max(st.Lag, 0)))
+			}
 		}
 	}
 	beat()
@@ -237,6 +265,7 @@ func (a *agent) retry(ctx context.Context, what string, f func(context.Context) 
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		a.m.redisErrors.WithLabelValues(what).Inc()
 		d := b.Next()
 		a.cfg.Logger.Warn("redis call failed; retrying", "op", what, "err", err, "in", d.Round(time.Millisecond))
 		streams.Sleep(ctx, d)

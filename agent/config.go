@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/celeroot/celeroot/schema"
@@ -55,6 +56,9 @@ type Config struct {
 	// it returns the first slot after t. Nil uses (*schema.Schedule).Next;
 	// tests fire every second with it.
 	ScheduleNext func(s *schema.Schedule, t time.Time) (time.Time, error)
+	// MetricsListener, if set, serves /metrics, /healthz and /readyz; the
+	// agent closes it when Run returns.
+	MetricsListener net.Listener
 	// Exec runs a task; nil runs real commands. Benchmarks use a no-op.
 	Exec Executor
 	// Logger receives the agent's structured logs.

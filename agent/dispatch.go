@@ -213,9 +213,15 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 	}
 	lg = lg.With("attempt", res.Attempt)
 	lg.Info("task started")
+	d.a.m.attempts.Inc()
+	if res.Attempt == 1 {
+		d.a.m.queueWait.Observe(time.Since(m.Envelope.Time).Seconds())
+	}
 	d.a.running.Add(1)
 	result, took := d.execute(sub, res.Attempt, lg)
 	d.a.running.Add(-1)
+	d.a.m.tasks.WithLabelValues(sub.Task, string(result.Outcome)).Inc()
+	d.a.m.duration.WithLabelValues(sub.Task).Observe(took.Seconds())
 
 	maxAttempts := max(sub.MaxAttempts, 1)
 	retry := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled &&
@@ -239,6 +245,7 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 		lg.Warn("result recorded as stale: a newer attempt superseded this one", "outcome", result.Outcome)
 		return true, true
 	case retry:
+		d.a.m.retries.Inc()
 		wait := retryBackoff(sub.BackoffMS, res.Attempt)
 		lg.Info("attempt failed; retrying", "outcome", result.Outcome, "exit_code", result.ExitCode, "in", wait.Round(time.Millisecond),
 			"attempts_left", maxAttempts-res.Attempt)
@@ -296,7 +303,9 @@ func (d *dispatcher) keepDead(ctx context.Context, m streams.Message, sub events
 	})
 	if err != nil {
 		d.lg.Warn("could not keep the failed task in the dead letters", "task_id", sub.TaskID, "err", err)
+		return
 	}
+	d.a.m.deadLetters.Inc()
 }
 
 // execute runs the task with its timeout, streaming output to its log.
@@ -361,6 +370,7 @@ func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason s
 	if err != nil {
 		return
 	}
+	d.a.m.deadLetters.Inc()
 	d.lg.Warn("entry dead-lettered", "entry", m.ID, "reason", reason)
 	d.ack(ctx, m)
 }
@@ -439,6 +449,7 @@ func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message,
 			return out, err
 		}
 		for _, m := range msgs {
+			d.a.m.reclaims.Inc()
 			d.lg.Info("reclaimed an entry from a stopped worker", "entry", m.ID, "from", p.Consumer,
 				"idle", p.Idle.Round(time.Millisecond), "deliveries", p.Deliveries+1)
 		}
@@ -486,5 +497,6 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 		d.lg.Warn("could not acknowledge the dead-lettered entry; will retry", "entry", p.ID, "err", err)
 		return
 	}
+	d.a.m.deadLetters.Inc()
 	d.lg.Warn("task dead-lettered", "entry", p.ID, "task_id", taskID, "reason", reason)
 }

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -29,6 +30,8 @@ Examples:
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
 			&cli.DurationFlag{Name: "shutdown-timeout", Usage: "how long running tasks may finish after SIGTERM", Value: agent.DefaultShutdownTimeout},
 			&cli.BoolFlag{Name: "projector", Usage: "also maintain the projections (status views); run it in at least two agents", Value: true},
+			&cli.StringFlag{Name: "metrics-listen", Value: ":9464", Sources: cli.EnvVars("CELEROOT_METRICS_LISTEN"),
+				Usage: "address for /metrics, /healthz and /readyz; off to serve none"},
 			&cli.StringFlag{Name: "scheduler", Value: agent.SchedulerAuto,
 				Usage: "evaluate the cluster's schedules: auto (if this worker's role is scheduler, or no worker group has that role), always, never"},
 		},
@@ -63,8 +66,18 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		Scheduler: cmd.String("scheduler"),
 		Logger:    logger,
 	}
+	if addr := cmd.String("metrics-listen"); addr != "" && addr != "off" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w (another agent on this host? give another address, or off)", addr, err)
+		}
+		cfg.MetricsListener = l
+	}
 	e, err := connect(ctx, cmd, cfg.PoolSize())
 	if err != nil {
+		if cfg.MetricsListener != nil {
+			cfg.MetricsListener.Close()
+		}
 		return err
 	}
 	defer e.rdb.Close()

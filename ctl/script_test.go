@@ -95,6 +95,8 @@ func TestScripts(t *testing.T) {
 					env.Setenv("CELEROOT_REDIS_URL", srv.URL)
 					env.Setenv("CELEROOT_CLUSTER", streamstest.ClusterName(tb))
 					env.Setenv("CELEROOT_LOG_FORMAT", "text")
+					// Several agents share this host: no metrics listener.
+					env.Setenv("CELEROOT_METRICS_LISTEN", "off")
 					// A race-enabled program that exits with status 0 sleeps
 					// a second first, by default; scripts run many.
 					if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
