@@ -42,44 +42,23 @@ type roleStatus struct {
 	HasDesire bool           `json:"-"`
 }
 
-type clusterView struct {
-	Cluster      string               `json:"cluster"`
-	Revision     int64                `json:"config_revision"`
-	Lagging      []string             `json:"lagging_workers,omitempty"`
-	Roles        []roleStatus         `json:"roles"`
-	Queues       []streams.StreamStat `json:"queues"`
-	Projector    []streams.StreamStat `json:"projector"`
-	DeadLetters  int64                `json:"dead_letters"`
-	Redis        *streams.ServerInfo  `json:"redis,omitempty"`
-	RedisProblem string               `json:"redis_problem,omitempty"`
-}
-
-func clusterStatus(ctx context.Context, cmd *cli.Command) error {
-	format, err := outputFormat(cmd)
-	if err != nil {
-		return err
-	}
-	e, err := connect(ctx, cmd, 0)
-	if err != nil {
-		return err
-	}
-	defer e.rdb.Close()
+// gatherCluster reads what cluster status and the exporter show.
+func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, error) {
 	log := streams.NewLog(e.rdb, e.keys)
 	v := clusterView{Cluster: e.keys.Cluster}
 	var bundle *schema.Bundle
 	if cur, ok, err := log.ConfigAt(ctx, 0); err != nil {
-		return err
+		return v, err
 	} else if ok {
 		v.Revision = cur.Applied.Revision
 		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
-			return err
+			return v, err
 		}
 	}
 	workers, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
 	if err != nil {
-		return err
+		return v, err
 	}
-	now := time.Now()
 	roles := map[string]*roleStatus{}
 	role := func(name string) *roleStatus {
 		if roles[name] == nil {
@@ -104,6 +83,9 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 			r.Desired += g.Replicas
 			r.HasDesire = true
 		}
+		for _, s := range bundle.Cluster.Spec.Schedules {
+			v.Schedules = append(v.Schedules, s.Name)
+		}
 	}
 	for _, r := range roles {
 		v.Roles = append(v.Roles, *r)
@@ -112,26 +94,67 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 	for _, r := range v.Roles {
 		st, err := streams.Stat(ctx, e.rdb, e.keys.RoleQueue(r.Role), streams.GroupAgents)
 		if err != nil {
-			return err
+			return v, err
 		}
 		v.Queues = append(v.Queues, st)
 	}
 	for _, s := range e.keys.EventShards() {
 		st, err := streams.Stat(ctx, e.rdb, s, streams.GroupProjector)
 		if err != nil {
-			return err
+			return v, err
 		}
 		v.Projector = append(v.Projector, st)
 	}
 	dead, err := streams.Stat(ctx, e.rdb, e.keys.DeadLetters(), "")
 	if err != nil {
-		return err
+		return v, err
 	}
 	v.DeadLetters = dead.Length
+	if len(v.Schedules) > 0 {
+		if state, err := log.ScheduleState(ctx, v.Schedules); err == nil {
+			v.LastFires = map[string]time.Time{}
+			for name, st := range state {
+				if !st.Last.IsZero() {
+					v.LastFires[name] = st.Last
+				}
+			}
+		}
+	}
 	if info, err := streams.Info(ctx, e.rdb); err == nil {
 		v.Redis = &info
 	} else {
 		v.RedisProblem = err.Error()
+	}
+	return v, nil
+}
+
+type clusterView struct {
+	Cluster      string               `json:"cluster"`
+	Revision     int64                `json:"config_revision"`
+	Lagging      []string             `json:"lagging_workers,omitempty"`
+	Roles        []roleStatus         `json:"roles"`
+	Queues       []streams.StreamStat `json:"queues"`
+	Projector    []streams.StreamStat `json:"projector"`
+	DeadLetters  int64                `json:"dead_letters"`
+	Schedules    []string             `json:"-"`
+	LastFires    map[string]time.Time `json:"schedule_last_fires,omitempty"`
+	Redis        *streams.ServerInfo  `json:"redis,omitempty"`
+	RedisProblem string               `json:"redis_problem,omitempty"`
+}
+
+func clusterStatus(ctx context.Context, cmd *cli.Command) error {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	v, err := gatherCluster(ctx, e, time.Now())
+	if err != nil {
+		return err
 	}
 	w := cmd.Root().Writer
 	if ok, err := writeData(w, format, v); ok {
