@@ -66,6 +66,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	}
 	reg := prometheus.NewRegistry()
 	a.m = newMetrics(reg, cfg.Version)
+	if cfg.MetricsListener != nil {
+		rdb.AddHook(redisHook{a.m.redisLatency})
+	}
 	a.conf.Store(initialConfig())
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
 

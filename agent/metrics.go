@@ -1,11 +1,14 @@
 package agent
 
 import (
+	"context"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
 )
 
 // metrics are the agent's Prometheus metrics. Labels are bounded: task
@@ -26,6 +29,7 @@ type metrics struct {
 	running       prometheus.Gauge
 	pending       *prometheus.GaugeVec
 	lag           *prometheus.GaugeVec
+	redisLatency  *prometheus.HistogramVec
 }
 
 // newMetrics registers the agent's metrics on reg (nil: not registered).
@@ -61,10 +65,44 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "celeroot_agent_stream_lag_entries",
 			Help: "Entries not yet read in the agent's dispatch streams (stream: worker or queue)."}, []string{"stream"}),
 	}
+	m.redisLatency = f.NewHistogramVec(prometheus.HistogramOpts{Name: "celeroot_agent_redis_command_duration_seconds",
+		Help:    "Round-trip time of the agent's Redis commands (blocking reads excluded), by command.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}, []string{"command"})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "celeroot_build_info", Help: "The build of this agent; always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}}, func() float64 { return 1 })
 	if reg != nil {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
+}
+
+// redisHook times the agent's Redis commands. Blocking reads are left out:
+// their duration is how long the stream stayed idle, not Redis' latency.
+type redisHook struct{ hist *prometheus.HistogramVec }
+
+func (h redisHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		name := cmd.Name()
+		if name == "xreadgroup" || name == "xread" {
+			return err
+		}
+		if name == "evalsha" || name == "eval" {
+			name = "script"
+		}
+		h.hist.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmds)
+		h.hist.WithLabelValues("pipeline").Observe(time.Since(start).Seconds())
+		return err
+	}
 }

@@ -67,6 +67,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		`celeroot_agent_task_duration_seconds_count{task="command"} 5`,
 		`celeroot_agent_task_queue_wait_seconds_count`,
 		`celeroot_agent_heartbeats_total`,
+		`celeroot_agent_redis_command_duration_seconds_count{command="script"}`,
 		`celeroot_agent_config_revision 0`,
 		`celeroot_agent_stream_pending_entries{stream="queue"} 0`,
 		`celeroot_build_info{goversion="go`,
