@@ -9,6 +9,7 @@ import (
 
 	"github.com/celeroot/celeroot/agent"
 	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/celeroot/celeroot/streams/streamstest"
 	"github.com/oklog/ulid/v2"
@@ -117,4 +118,13 @@ func TestRedisRestartMidRun(t *testing.T) {
 	if states[string(events.Succeeded)] != n {
 		t.Errorf("states = %v, want all %d succeeded", states, n)
 	}
+	// The same, as the invariant checker sees it.
+	rep, err := projections.CheckInvariants(ctx, fx.rdb, fx.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Violations) > 0 || rep.Tasks != n || rep.Ended[string(events.Succeeded)] != n {
+		t.Errorf("invariants: %d tasks, ended %v, violations %v", rep.Tasks, rep.Ended, rep.Violations)
+	}
+	t.Logf("after the restart: %d tasks, %d attempts, %d stale results, %d records checked", rep.Tasks, rep.Attempts, rep.StaleResults, rep.Records)
 }

@@ -49,6 +49,12 @@ Examples:
 				Action: eventsTail,
 			},
 			{
+				Name:   "verify",
+				Usage:  "check the history against the guarantees: one outcome per task, increasing attempts, one fire per schedule slot, projections equal to a fresh fold",
+				Flags:  []cli.Flag{outputFlag()},
+				Action: eventsVerify,
+			},
+			{
 				Name:  "replay",
 				Usage: "print every event in a range, oldest first",
 				Flags: []cli.Flag{
@@ -352,4 +358,45 @@ func parseAt(cmd *cli.Command) (bound string, at time.Time, ok bool, err error) 
 		return "", time.Time{}, false, usagef("--at %s is in the future", v)
 	}
 	return bound, at, true, nil
+}
+
+func eventsVerify(ctx context.Context, cmd *cli.Command) error {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	r, err := projections.CheckInvariants(ctx, e.rdb, e.keys)
+	if err != nil {
+		return err
+	}
+	w := cmd.Root().Writer
+	if ok, err := writeData(w, format, r); !ok {
+		states := make([]string, 0, len(r.Ended))
+		for st := range r.Ended {
+			states = append(states, st)
+		}
+		sort.Strings(states)
+		var parts []string
+		for _, st := range states {
+			parts = append(parts, fmt.Sprintf("%d %s", r.Ended[st], st))
+		}
+		fmt.Fprintf(w, "tasks: %d (%s; %d open)\n", r.Tasks, orDash(strings.Join(parts, ", ")), r.Open)
+		fmt.Fprintf(w, "attempts: %d (%d stale results)\n", r.Attempts, r.StaleResults)
+		fmt.Fprintf(w, "schedule fires: %d\n", r.Fires)
+		fmt.Fprintf(w, "projection records checked: %d\n", r.Records)
+		for _, v := range r.Violations {
+			fmt.Fprintf(w, "VIOLATION: %s\n", v)
+		}
+	} else if err != nil {
+		return err
+	}
+	if len(r.Violations) > 0 {
+		return fmt.Errorf("%d violations of celeroot's guarantees found", len(r.Violations))
+	}
+	return nil
 }

@@ -1,0 +1,128 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/redis/go-redis/v9"
+)
+
+// Report is the result of checking the history against celeroot's
+// guarantees.
+type Report struct {
+	Tasks int `json:"tasks"`
+	// Ended counts tasks by how they ended (succeeded, failed, timed_out,
+	// cancelled, expired, dead); Open counts those still waiting, running
+	// or retrying.
+	Ended map[string]int `json:"ended"`
+	Open  int            `json:"open"`
+	// Attempts and StaleResults count attempts started and results
+	// recorded as stale (from superseded attempts).
+	Attempts     int `json:"attempts"`
+	StaleResults int `json:"stale_results"`
+	Fires        int `json:"schedule_fires"`
+	// Records is the number of projection records compared with a fold.
+	Records    int      `json:"projection_records"`
+	Violations []string `json:"violations"`
+}
+
+type taskHistory struct {
+	submitted bool
+	ends      []string // outcomes and end states, in order
+	attempts  []int64  // attempt numbers started, in stream order
+}
+
+// CheckInvariants replays the event store and the schedule fires and
+// verifies: every task has at most one outcome (its end is recorded once);
+// attempt numbers only increase; no schedule slot fired twice; and the
+// projections equal a fresh fold of the history.
+func CheckInvariants(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys) (Report, error) {
+	r := Report{Ended: map[string]int{}, Violations: []string{}}
+	tasks := map[string]*taskHistory{}
+	task := func(id string) *taskHistory {
+		if tasks[id] == nil {
+			tasks[id] = &taskHistory{}
+		}
+		return tasks[id]
+	}
+	for _, shard := range keys.EventShards() {
+		err := streams.Replay(ctx, rdb, shard, "-", "+", 0, func(e streams.Entry) error {
+			if e.Err != nil {
+				return nil
+			}
+			switch p := e.Envelope.Payload.(type) {
+			case events.TaskSubmitted:
+				task(p.TaskID).submitted = true
+			case events.TaskStarted:
+				t := task(p.TaskID)
+				if n := len(t.attempts); n > 0 && p.Attempt <= t.attempts[n-1] {
+					r.Violations = append(r.Violations, fmt.Sprintf("task %s: attempt %d started after attempt %d (epochs must increase)", p.TaskID, p.Attempt, t.attempts[n-1]))
+				}
+				t.attempts = append(t.attempts, p.Attempt)
+				r.Attempts++
+			case events.TaskFinished:
+				switch {
+				case p.Stale:
+					r.StaleResults++
+				case !p.WillRetry:
+					task(p.TaskID).ends = append(task(p.TaskID).ends, string(p.Outcome))
+				}
+			case events.TaskEnded:
+				task(p.TaskID).ends = append(task(p.TaskID).ends, p.State)
+			case events.TaskDeadLettered:
+				task(p.TaskID).ends = append(task(p.TaskID).ends, TaskDead)
+			}
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	ids := make([]string, 0, len(tasks))
+	for id, t := range tasks {
+		if t.submitted {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		t := tasks[id]
+		r.Tasks++
+		switch len(t.ends) {
+		case 0:
+			r.Open++
+		case 1:
+			r.Ended[t.ends[0]]++
+		default:
+			r.Ended[t.ends[0]]++
+			r.Violations = append(r.Violations, fmt.Sprintf("task %s: %d outcomes recorded (%v); a task ends once", id, len(t.ends), t.ends))
+		}
+	}
+	fired := map[string]bool{}
+	err := streams.Replay(ctx, rdb, keys.ScheduleFires(), "-", "+", 0, func(e streams.Entry) error {
+		if p, ok := e.Envelope.Payload.(events.ScheduleFired); ok && e.Err == nil && !p.Manual {
+			r.Fires++
+			k := fmt.Sprintf("%s@%d", p.Schedule, p.SlotMS)
+			if fired[k] {
+				r.Violations = append(r.Violations, fmt.Sprintf("schedule %s: slot %d fired twice", p.Schedule, p.SlotMS))
+			}
+			fired[k] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	bad, n, err := Verify(ctx, rdb, keys)
+	if err != nil {
+		return r, err
+	}
+	r.Records = n
+	for _, m := range bad {
+		r.Violations = append(r.Violations, fmt.Sprintf("%s %s: projection differs from the history in %d fields", m.Ref.Kind, m.Ref.ID, len(m.Stored)))
+	}
+	return r, nil
+}
