@@ -2,11 +2,13 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/projections"
 	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
@@ -18,6 +20,27 @@ func clusterCommand() *cli.Command {
 		Name:  "cluster",
 		Usage: "the cluster as a whole",
 		Commands: []*cli.Command{
+			{
+				Name:  "init",
+				Usage: "create the cluster's namespace in Redis (metadata, streams, consumer groups); safe to run again",
+				Description: `Examples:
+  celeroot cluster init --name production
+  celeroot cluster init                       # the --cluster flag or $CELEROOT_CLUSTER`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "cluster name (default: --cluster)"},
+					&cli.BoolFlag{Name: "force", Usage: "take over keys of a cluster of that name that was not created by init"},
+				},
+				Action: clusterInit,
+			},
+			{
+				Name:  "destroy",
+				Usage: "tell the workers to drain and leave, then delete every key of this cluster (and of no other)",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation (for scripts)"},
+					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for workers to leave before deleting"},
+				},
+				Action: clusterDestroy,
+			},
 			{
 				Name:  "status",
 				Usage: "workers by role and state, desired against actual, config revision and who lags, queues, dead letters, Redis",
@@ -212,5 +235,114 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 		pending += p.Pending
 	}
 	fmt.Fprintf(w, "\nProjector:        %d events not yet read, %d pending, over %d shards\n", lag, pending, len(v.Projector))
+	return nil
+}
+
+func clusterInit(ctx context.Context, cmd *cli.Command) error {
+	if n := cmd.String("name"); n != "" {
+		if err := cmd.Set("cluster", n); err != nil {
+			return err
+		}
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	meta, err := streams.Meta(ctx, e.rdb, e.keys)
+	if err != nil {
+		return err
+	}
+	if meta.ID == "" && !cmd.Bool("force") {
+		// Keys without init metadata: another tool, or agents started first.
+		n, err := streams.CountKeys(ctx, e.rdb, e.keys)
+		if err != nil {
+			return err
+		}
+		if n > 1 { // the shard count alone is written by any command
+			return fmt.Errorf("cluster %s already has %d keys in this Redis but was not created by 'cluster init'; pass --force to take it over", e.keys.Cluster, n)
+		}
+	}
+	meta, created, err := streams.Init(ctx, e.rdb, e.keys, actor())
+	if err != nil {
+		return err
+	}
+	w := cmd.Root().Writer
+	if created {
+		fmt.Fprintf(w, "initialized cluster %s (id %s, %d event shards) in %s\n", e.keys.Cluster, meta.ID, meta.Shards, e.url)
+	} else {
+		fmt.Fprintf(w, "cluster %s is already initialized (id %s, created %s by %s); nothing changed\n",
+			e.keys.Cluster, meta.ID, meta.CreatedAt.Local().Format(time.RFC3339), orDash(meta.CreatedBy))
+	}
+	fmt.Fprintf(w, `
+Next:
+  celeroot config apply -f cluster.yaml -f catalog/     # describe the cluster
+  celeroot agent --role <role> --label k=v              # on every host (see examples/celeroot-agent.service)
+  celeroot cluster status
+`)
+	return nil
+}
+
+func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	n, err := streams.CountKeys(ctx, e.rdb, e.keys)
+	if err != nil {
+		return err
+	}
+	w := cmd.Root().Writer
+	if n == 0 {
+		fmt.Fprintf(w, "cluster %s has no keys in %s; nothing to destroy\n", e.keys.Cluster, e.url)
+		return nil
+	}
+	if !cmd.Bool("yes") {
+		fmt.Fprintf(w, "This deletes cluster %s from %s: %d keys, its whole history. Type the cluster name to go on: ", e.keys.Cluster, e.url, n)
+		var answer string
+		if _, err := fmt.Fscanln(cmd.Root().Reader, &answer); err != nil || answer != e.keys.Cluster {
+			return errors.New("not confirmed; nothing was deleted (use --yes in scripts)")
+		}
+	}
+	store := projections.NewStore(e.rdb, e.keys)
+	workers, err := store.Workers(ctx)
+	if err != nil {
+		return err
+	}
+	log := streams.NewLog(e.rdb, e.keys)
+	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	var waiting []string
+	for _, wk := range workers {
+		if st := wk.State(time.Now()); st == projections.WorkerHealthy || st == projections.WorkerDraining {
+			req := src.New(events.WorkerDrain{Hostname: wk.Hostname, Reason: "cluster destroyed"})
+			if _, err := log.Append(ctx, e.keys.WorkerControl(wk.Hostname), req, 1000); err != nil {
+				return err
+			}
+			waiting = append(waiting, wk.Hostname)
+		}
+	}
+	if len(waiting) > 0 {
+		fmt.Fprintf(w, "asked %d workers to drain and leave: %s\n", len(waiting), strings.Join(waiting, ", "))
+		deadline := time.Now().Add(cmd.Duration("wait"))
+		for len(waiting) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			var still []string
+			for _, h := range waiting {
+				if wk, err := store.Worker(ctx, h); err == nil && wk.State(time.Now()) != projections.WorkerLeft {
+					still = append(still, h)
+				}
+			}
+			waiting = still
+		}
+		if len(waiting) > 0 {
+			fmt.Fprintf(w, "still running after %s (their next Redis calls will fail): %s\n", cmd.Duration("wait"), strings.Join(waiting, ", "))
+		}
+	}
+	deleted, err := streams.DeleteCluster(ctx, e.rdb, e.keys)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "destroyed cluster %s: deleted %d keys\n", e.keys.Cluster, deleted)
 	return nil
 }

@@ -1,0 +1,78 @@
+package ctl_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/celeroot/celeroot/agent"
+	"github.com/celeroot/celeroot/ctl"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/celeroot/celeroot/streams/streamstest"
+)
+
+// init is idempotent; destroy asks first, drains the workers, and deletes
+// every key of its cluster and none of another's in the same Redis.
+func TestClusterInitDestroy(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := srv.Client(t)
+			a, b := streamstest.ClusterName(t), streamstest.ClusterName(t)
+			envA := []string{"CELEROOT_REDIS_URL=" + srv.URL, "CELEROOT_CLUSTER=" + a}
+			envB := []string{"CELEROOT_REDIS_URL=" + srv.URL, "CELEROOT_CLUSTER=" + b}
+			out, errOut, code := run(t, envA, "cluster", "init")
+			if code != 0 || !strings.Contains(out, "initialized cluster "+a) {
+				t.Fatalf("init: exit %d\n%s%s", code, out, errOut)
+			}
+			if out, _, code = run(t, envA, "cluster", "init"); code != 0 || !strings.Contains(out, "already initialized") {
+				t.Fatalf("second init: exit %d\n%s", code, out)
+			}
+			// Cluster a has a worker and tasks; b has its own keys.
+			keysA, _ := streams.NewKeys(a, 0)
+			actx, stop := context.WithCancel(ctx)
+			defer stop()
+			done := make(chan error, 1)
+			go func() {
+				done <- agent.Run(actx, rdb, agent.Config{Keys: keysA, Hostname: "web1", Role: "webserver",
+					Heartbeat: 300 * time.Millisecond, Block: 200 * time.Millisecond, Projector: true})
+			}()
+			time.Sleep(500 * time.Millisecond)
+			if _, errOut, code = run(t, envA, "task", "run", "command", "--target", "web1", "--wait", "--", "true"); code != 0 {
+				t.Fatalf("task in a: %s", errOut)
+			}
+			run(t, envB, "cluster", "init")
+			keysB, _ := streams.NewKeys(b, 0)
+			beforeB, err := streams.CountKeys(ctx, rdb, keysB)
+			if err != nil || beforeB == 0 {
+				t.Fatalf("cluster b keys = %d, %v", beforeB, err)
+			}
+			// Not confirmed: nothing deleted.
+			t.Setenv("CELEROOT_CLUSTER", a)
+			var o, e bytes.Buffer
+			if code := ctl.Run(ctx, []string{"celeroot", "cluster", "destroy"}, strings.NewReader("nope\n"), &o, &e); code != 1 || !strings.Contains(e.String(), "not confirmed") {
+				t.Fatalf("unconfirmed destroy: exit %d\n%s%s", code, o.String(), e.String())
+			}
+			if n, _ := streams.CountKeys(ctx, rdb, keysA); n == 0 {
+				t.Fatal("an unconfirmed destroy deleted keys")
+			}
+			out, errOut, code = run(t, envA, "cluster", "destroy", "--yes", "--wait", "10s")
+			if code != 0 || !strings.Contains(out, "asked 1 workers to drain") || !strings.Contains(out, "destroyed cluster "+a) {
+				t.Fatalf("destroy: exit %d\n%s%s", code, out, errOut)
+			}
+			select {
+			case <-done: // the agent drained and left
+			case <-time.After(10 * time.Second):
+				t.Error("the agent did not stop after destroy")
+			}
+			if n, _ := streams.CountKeys(ctx, rdb, keysA); n != 0 {
+				t.Errorf("cluster a has %d keys after destroy, want 0", n)
+			}
+			if n, _ := streams.CountKeys(ctx, rdb, keysB); n != beforeB {
+				t.Errorf("cluster b has %d keys after a's destroy, want %d", n, beforeB)
+			}
+		})
+	}
+}
