@@ -76,3 +76,58 @@ func TestClusterInitDestroy(t *testing.T) {
 		})
 	}
 }
+
+// workers add lists an expected worker and prints its join command;
+// remove drains it, expires its queued tasks and hides it; scale records
+// the desired replicas as a new config revision.
+func TestWorkersAddRemoveScale(t *testing.T) {
+	srv := streamstest.Single(t)
+	cluster := streamstest.ClusterName(t)
+	startAgents(t, srv, cluster, "web1")
+	env := []string{"CELEROOT_REDIS_URL=" + srv.URL, "CELEROOT_CLUSTER=" + cluster}
+	out, errOut, code := run(t, env, "workers", "add", "--hostname", "web3", "--role", "webserver", "--label", "tier=web")
+	if code != 0 || !strings.Contains(out, "celeroot agent --redis "+srv.URL+" --cluster "+cluster+" --hostname web3 --role webserver --label tier=web") {
+		t.Fatalf("workers add: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, _ = run(t, env, "workers", "list"); !strings.Contains(out, "web3") || !strings.Contains(out, "expected") {
+		t.Fatalf("list after add:\n%s", out)
+	}
+	out, _, _ = run(t, env, "task", "run", "command", "--target", "web3", "--", "true")
+	id := strings.TrimSpace(out)
+	if out, errOut, code = run(t, env, "workers", "remove", "web3"); code != 0 || !strings.Contains(out, "1 queued tasks expired") {
+		t.Fatalf("workers remove: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, _ = run(t, env, "task", "status", id); !strings.Contains(out, "State:      expired") || !strings.Contains(out, "worker web3 was removed") {
+		t.Errorf("task of the removed worker:\n%s", out)
+	}
+	if out, _, _ = run(t, env, "workers", "list"); strings.Contains(out, "web3") {
+		t.Errorf("removed worker still listed:\n%s", out)
+	}
+	if out, _, _ = run(t, env, "workers", "list", "--all"); !strings.Contains(out, "web3") {
+		t.Errorf("--all does not list the removed worker:\n%s", out)
+	}
+	if _, errOut, code = run(t, env, "workers", "scale", "--role", "webserver", "--replicas", "3"); code != 1 || !strings.Contains(errOut, "no applied config") {
+		t.Errorf("scale without config: exit %d %s", code, errOut)
+	}
+	set := strings.NewReader(`apiVersion: celeroot.io/v1
+kind: Cluster
+metadata: {name: ` + cluster + `}
+spec:
+  workers:
+    - {name: webservers, role: webserver, replicas: 1, selector: {labels: {tier: web}}}
+`)
+	var o, e bytes.Buffer
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	if code := ctl.Run(context.Background(), []string{"celeroot", "config", "apply", "-f", "-"}, set, &o, &e); code != 0 {
+		t.Fatalf("apply: %s%s", o.String(), e.String())
+	}
+	if out, errOut, code = run(t, env, "workers", "scale", "--role", "webserver", "--replicas", "3"); code != 0 || !strings.Contains(out, "replicas: 1 -> 3") {
+		t.Fatalf("scale: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, _ = run(t, env, "config", "history"); !strings.Contains(out, "scale webservers (role webserver) to 3") {
+		t.Errorf("history after scale:\n%s", out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"os"
 	"os/user"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/urfave/cli/v3"
 )
@@ -33,6 +35,8 @@ Examples:
 				Flags: []cli.Flag{
 					outputFlag(),
 					&cli.StringFlag{Name: "role", Usage: "only workers of this role"},
+					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2"},
+					&cli.BoolFlag{Name: "all", Usage: "also workers removed with 'workers remove'"},
 					atFlag(),
 				},
 				Action: workersList,
@@ -43,6 +47,35 @@ Examples:
 				ArgsUsage: "<hostname>",
 				Flags:     []cli.Flag{outputFlag()},
 				Action:    workersShow,
+			},
+			{
+				Name:  "add",
+				Usage: "expect a worker: list it as expected and print how to start its agent",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "hostname", Required: true, Usage: "the worker's name"},
+					&cli.StringFlag{Name: "role", Required: true, Usage: "its role"},
+					&cli.StringSliceFlag{Name: "label", Usage: "label k=v (repeatable)"},
+				},
+				Action: workersAdd,
+			},
+			{
+				Name:      "remove",
+				Usage:     "take a worker out: it drains and leaves, its queued tasks expire, and it is no longer listed",
+				ArgsUsage: "<hostname>",
+				Action:    workersRemove,
+			},
+			{
+				Name:  "scale",
+				Usage: "set the desired number of workers of a role (a new config revision)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "role", Required: true, Usage: "the role"},
+					&cli.IntFlag{Name: "replicas", Required: true, Usage: "desired workers"},
+					&cli.StringFlag{Name: "group", Usage: "the worker group, when several have the role"},
+					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
+					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "show what would change, apply nothing"},
+				},
+				Action: workersScale,
 			},
 			{
 				Name:      "drain",
@@ -161,8 +194,17 @@ func workersList(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	views := []workerView{}
+	var sel map[string]string
+	if v := cmd.String("selector"); v != "" {
+		if sel, err = schema.ParseSelector(v); err != nil {
+			return usagef("--selector %q: %v", v, err)
+		}
+	}
 	for _, w := range all {
 		if r := cmd.String("role"); r != "" && w.Role != r {
+			continue
+		}
+		if (w.Removed && !cmd.Bool("all")) || !matchesSelector(w, sel) {
 			continue
 		}
 		views = append(views, workerView{w, w.State(now)})
@@ -202,4 +244,156 @@ func osUser() string {
 		return name + "@" + strings.Split(host, ".")[0]
 	}
 	return name
+}
+
+func workersAdd(ctx context.Context, cmd *cli.Command) error {
+	host, role := cmd.String("hostname"), cmd.String("role")
+	if err := streams.ValidateName("hostname", host); err != nil {
+		return usagef("--hostname: %v", err)
+	}
+	if err := streams.ValidateName("role", role); err != nil {
+		return usagef("--role: %v", err)
+	}
+	labels, err := parseLabels(cmd.StringSlice("label"))
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	if w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host); err == nil && !w.Expected && !w.Removed &&
+		w.State(time.Now()) != projections.WorkerLeft {
+		return fmt.Errorf("worker %s is already in cluster %s (%s)", host, e.keys.Cluster, w.State(time.Now()))
+	}
+	ev := events.Source{Cluster: e.keys.Cluster, Actor: actor()}.New(events.WorkerExpected{Hostname: host, Role: role, Labels: labels})
+	if err := recordAndProject(ctx, e, host, ev); err != nil {
+		return err
+	}
+	args := []string{"celeroot", "agent", "--redis", shellQuote(e.url), "--cluster", e.keys.Cluster, "--hostname", host, "--role", role}
+	for _, k := range sortedLabelKeys(labels) {
+		args = append(args, "--label", shellQuote(k+"="+labels[k]))
+	}
+	fmt.Fprintf(cmd.Root().Writer, `worker %s is expected in cluster %s. Start its agent on that host:
+
+  %s
+
+(set CELEROOT_REDIS_PASSWORD in its environment if Redis needs one; examples/celeroot-agent.service runs it under systemd)
+`, host, e.keys.Cluster, strings.Join(args, " "))
+	return nil
+}
+
+func sortedLabelKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// recordAndProject records a worker event and applies it to the projection
+// at once (idempotent; the projectors apply it again later).
+func recordAndProject(ctx context.Context, e *env, host string, ev events.Envelope) error {
+	id, err := streams.NewLog(e.rdb, e.keys).Record(ctx, host, ev)
+	if err != nil {
+		return err
+	}
+	return projections.NewStore(e.rdb, e.keys).Apply(ctx, []streams.Message{{Stream: e.keys.EventsFor(host), ID: id, Envelope: ev}})
+}
+
+func workersRemove(ctx context.Context, cmd *cli.Command) error {
+	host, err := oneArg(cmd, "hostname")
+	if err != nil {
+		return err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host)
+	if errors.Is(err, projections.ErrNotFound) {
+		return fmt.Errorf("no worker %s in cluster %s (see 'celeroot workers list')", host, e.keys.Cluster)
+	}
+	if err != nil {
+		return err
+	}
+	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
+	log := streams.NewLog(e.rdb, e.keys)
+	out := cmd.Root().Writer
+	if st := w.State(time.Now()); st != projections.WorkerLeft && st != projections.WorkerExpected {
+		if _, err := log.Append(ctx, e.keys.WorkerControl(host), src.New(events.WorkerDrain{Hostname: host, Reason: "removed"}), 1000); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "asked %s to drain and leave\n", host)
+	}
+	if err := recordAndProject(ctx, e, host, src.New(events.WorkerRemoved{Hostname: host, Reason: "removed by " + src.Actor})); err != nil {
+		return err
+	}
+	// Its queued tasks will never run there: end them now, with the reason.
+	expired := 0
+	err = streams.Replay(ctx, e.rdb, e.keys.WorkerDispatch(host), "-", "+", 0, func(en streams.Entry) error {
+		sub, ok := en.Envelope.Payload.(events.TaskSubmitted)
+		if en.Err != nil || !ok {
+			return nil
+		}
+		res, err := log.End(ctx, src.New(events.TaskEnded{TaskID: sub.TaskID, State: events.EndExpired,
+			Reason: fmt.Sprintf("worker %s was removed from the cluster before the task ran", host)}, events.WithCorrelation(sub.TaskID)))
+		if err == nil && res.Ended {
+			expired++
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "removed %s from cluster %s; %d queued tasks expired\n", host, e.keys.Cluster, expired)
+	return nil
+}
+
+func workersScale(ctx context.Context, cmd *cli.Command) error {
+	role, replicas := cmd.String("role"), int(cmd.Int("replicas"))
+	if replicas < 0 {
+		return usagef("--replicas %d: must be >= 0", replicas)
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return err
+	}
+	defer e.rdb.Close()
+	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("cluster %s has no applied config; describe its worker groups with 'celeroot config apply -f cluster.yaml'", e.keys.Cluster)
+	}
+	b, err := schema.ParseBundle(cur.Applied.Document)
+	if err != nil {
+		return err
+	}
+	if b.Cluster == nil {
+		return fmt.Errorf("the applied config of cluster %s has no Cluster document", e.keys.Cluster)
+	}
+	var idx []int
+	var names []string
+	for i, g := range b.Cluster.Spec.Workers {
+		if g.Role == role && (cmd.String("group") == "" || g.Name == cmd.String("group")) {
+			idx = append(idx, i)
+			names = append(names, g.Name)
+		}
+	}
+	switch {
+	case len(idx) == 0:
+		return fmt.Errorf("no worker group with role %s in the applied config (revision %d)", role, cur.Applied.Revision)
+	case len(idx) > 1:
+		return usagef("several worker groups have role %s (%s): say which with --group", role, strings.Join(names, ", "))
+	}
+	b.Cluster.Spec.Workers[idx[0]].Replicas = replicas
+	if cmd.String("message") == "" {
+		_ = cmd.Set("message", fmt.Sprintf("scale %s (role %s) to %d", names[0], role, replicas))
+	}
+	return apply(ctx, cmd, e, b.Set(), 0)
 }

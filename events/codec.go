@@ -80,6 +80,8 @@ var registry = map[string]func() Payload{
 	TypeTaskEnded:        func() Payload { return &TaskEnded{} },
 	TypeTaskRedriven:     func() Payload { return &TaskRedriven{} },
 	TypeWorkerDrain:      func() Payload { return &WorkerDrain{} },
+	TypeWorkerExpected:   func() Payload { return &WorkerExpected{} },
+	TypeWorkerRemoved:    func() Payload { return &WorkerRemoved{} },
 	TypeScheduleFired:    func() Payload { return &ScheduleFired{} },
 	TypeSchedulePaused:   func() Payload { return &SchedulePaused{} },
 	TypeScheduleResumed:  func() Payload { return &ScheduleResumed{} },
@@ -270,6 +272,10 @@ func deref(p Payload) Payload {
 	case *TaskRedriven:
 		return *v
 	case *WorkerDrain:
+		return *v
+	case *WorkerExpected:
+		return *v
+	case *WorkerRemoved:
 		return *v
 	case *ScheduleFired:
 		return *v

@@ -43,6 +43,8 @@ func samplePayloads() []Payload {
 			Error: "exec: \"nope\": executable file not found in $PATH", DurationMS: 12, Stale: true, WillRetry: true},
 		TaskCancel{TaskID: "01J", Reason: "wrong host"},
 		WorkerDrain{Hostname: "web1", Reason: "kernel upgrade"},
+		WorkerExpected{Hostname: "web3", Role: "webserver", Labels: map[string]string{"tier": "web"}},
+		WorkerRemoved{Hostname: "web3", Reason: "decommissioned"},
 		TaskEnded{TaskID: "01J", State: EndExpired, Reason: "deadline passed"},
 		TaskRedriven{TaskID: "01J", NewTaskID: "01K"},
 		TaskDeadLettered{TaskID: "01J", Reason: "delivered 5 times without a result", Deliveries: 5, Stream: "s", EntryID: "1-0"},

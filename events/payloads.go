@@ -24,6 +24,8 @@ const (
 	TypeTaskEnded        = "task.ended.v1"
 	TypeTaskRedriven     = "task.redriven.v1"
 	TypeWorkerDrain      = "worker.drain.v1"
+	TypeWorkerExpected   = "worker.expected.v1"
+	TypeWorkerRemoved    = "worker.removed.v1"
 	TypeScheduleFired    = "schedule.fired.v1"
 	TypeSchedulePaused   = "schedule.paused.v1"
 	TypeScheduleResumed  = "schedule.resumed.v1"
@@ -494,3 +496,32 @@ func (ScheduleSkipped) EventType() string { return TypeScheduleSkipped }
 func (p ScheduleSkipped) Validate() error {
 	return joinErrs(required("schedule", p.Schedule), positive("slot_ms", p.SlotMS), required("reason", p.Reason))
 }
+
+// WorkerExpected pre-registers a worker that is to join: it is listed, as
+// expected, until its agent registers.
+type WorkerExpected struct {
+	Hostname string            `json:"hostname"`
+	Role     string            `json:"role"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// EventType implements Payload.
+func (WorkerExpected) EventType() string { return TypeWorkerExpected }
+
+// Validate implements Payload.
+func (p WorkerExpected) Validate() error {
+	return joinErrs(name("hostname", p.Hostname), name("role", p.Role))
+}
+
+// WorkerRemoved records that a worker was taken out of the cluster: it is
+// no longer listed unless its agent registers again.
+type WorkerRemoved struct {
+	Hostname string `json:"hostname"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// EventType implements Payload.
+func (WorkerRemoved) EventType() string { return TypeWorkerRemoved }
+
+// Validate implements Payload.
+func (p WorkerRemoved) Validate() error { return name("hostname", p.Hostname) }

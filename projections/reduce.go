@@ -65,6 +65,17 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"hb_interval_ms": strconv.FormatInt(p.HeartbeatMS, 10),
 			"revision":       strconv.FormatInt(p.Revision, 10),
 		}}}
+	case events.WorkerExpected:
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "exp", Order: order, Fields: map[string]string{
+			"exp_role":    p.Role,
+			"exp_labels":  jsonString(p.Labels),
+			"expected_at": at,
+		}}}
+	case events.WorkerRemoved:
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "rm", Order: order, Fields: map[string]string{
+			"removed_at":     at,
+			"removed_reason": p.Reason,
+		}}}
 	case events.WorkerLeft:
 		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "left", Order: order, Fields: map[string]string{
 			"left_at":     at,

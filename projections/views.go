@@ -16,6 +16,8 @@ const (
 	WorkerUnhealthy = "unhealthy"
 	WorkerDraining  = "draining"
 	WorkerLeft      = "left"
+	// WorkerExpected: added with `workers add`, its agent not started yet.
+	WorkerExpected = "expected"
 )
 
 // MissedHeartbeats is how many heartbeat intervals may pass before a worker
@@ -40,11 +42,18 @@ type Worker struct {
 	// LeftAt is set when the worker's last lifecycle event was leaving.
 	LeftAt     time.Time `json:"left_at,omitzero"`
 	LeftReason string    `json:"left_reason,omitempty"`
+	// Expected is set for a worker added with `workers add` that has not
+	// registered yet; Removed for one taken out with `workers remove`
+	// and not registered since.
+	Expected bool `json:"expected,omitempty"`
+	Removed  bool `json:"removed,omitempty"`
 }
 
 // State returns healthy, unhealthy, draining or left, as of now.
 func (w Worker) State(now time.Time) string {
 	switch {
+	case w.Expected:
+		return WorkerExpected
 	case !w.LeftAt.IsZero():
 		return WorkerLeft
 	case w.Draining:
@@ -91,6 +100,16 @@ func WorkerFromRecord(host string, r Record) Worker {
 		Newer(left, r[VersionPrefix+"reg"]) && Newer(left, r[VersionPrefix+"hb"]) {
 		w.LeftAt = parseTime(r["left_at"])
 		w.LeftReason = r["left_reason"]
+	}
+	reg := r[VersionPrefix+"reg"]
+	if reg == "" && r[VersionPrefix+"exp"] != "" {
+		w.Expected = true
+		w.Role = r["exp_role"]
+		_ = json.Unmarshal([]byte(r["exp_labels"]), &w.Labels)
+		w.RegisteredAt = parseTime(r["expected_at"])
+	}
+	if rm := r[VersionPrefix+"rm"]; rm != "" && Newer(rm, reg) && Newer(rm, r[VersionPrefix+"hb"]) {
+		w.Removed = true
 	}
 	// A registration after the last heartbeat is a restart: what that
 	// heartbeat said about running tasks and draining is over.
