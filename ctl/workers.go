@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"os"
 	"os/user"
+	"sort"
 	"strings"
 	"time"
 
