@@ -133,6 +133,8 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
+		// `celeroot completion bash|zsh|fish` prints a completion script.
+		EnableShellCompletion: true,
 		Commands: []*cli.Command{
 			agentCommand(),
 			clusterCommand(),
