@@ -89,26 +89,15 @@ Examples:
 }
 
 func workersShow(ctx context.Context, cmd *cli.Command) error {
-	host, err := oneArg(cmd, "hostname")
-	if err != nil {
-		return err
-	}
 	format, err := outputFormat(cmd)
 	if err != nil {
 		return err
 	}
-	e, err := connect(ctx, cmd, 0)
+	e, w, err := workerArg(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer e.rdb.Close()
-	w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host)
-	if errors.Is(err, projections.ErrNotFound) {
-		return fmt.Errorf("no worker %s in cluster %s (see 'celeroot workers list')", host, e.keys.Cluster)
-	}
-	if err != nil {
-		return err
-	}
 	now := time.Now()
 	out := cmd.Root().Writer
 	if ok, err := writeData(out, format, workerView{w, w.State(now)}); ok {
@@ -132,22 +121,12 @@ func workersShow(ctx context.Context, cmd *cli.Command) error {
 }
 
 func workersDrain(ctx context.Context, cmd *cli.Command) error {
-	host, err := oneArg(cmd, "hostname")
-	if err != nil {
-		return err
-	}
-	e, err := connect(ctx, cmd, 0)
+	e, w, err := workerArg(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer e.rdb.Close()
-	w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host)
-	if errors.Is(err, projections.ErrNotFound) {
-		return fmt.Errorf("no worker %s in cluster %s (see 'celeroot workers list')", host, e.keys.Cluster)
-	}
-	if err != nil {
-		return err
-	}
+	host := w.Hostname
 	if st := w.State(time.Now()); st == projections.WorkerLeft {
 		return fmt.Errorf("worker %s has already left", host)
 	}
@@ -304,22 +283,12 @@ func recordAndProject(ctx context.Context, e *env, host string, ev events.Envelo
 }
 
 func workersRemove(ctx context.Context, cmd *cli.Command) error {
-	host, err := oneArg(cmd, "hostname")
-	if err != nil {
-		return err
-	}
-	e, err := connect(ctx, cmd, 0)
+	e, w, err := workerArg(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer e.rdb.Close()
-	w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host)
-	if errors.Is(err, projections.ErrNotFound) {
-		return fmt.Errorf("no worker %s in cluster %s (see 'celeroot workers list')", host, e.keys.Cluster)
-	}
-	if err != nil {
-		return err
-	}
+	host := w.Hostname
 	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
 	log := streams.NewLog(e.rdb, e.keys)
 	out := cmd.Root().Writer
@@ -396,4 +365,26 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 		_ = cmd.Set("message", fmt.Sprintf("scale %s (role %s) to %d", names[0], role, replicas))
 	}
 	return apply(ctx, cmd, e, b.Set(), 0)
+}
+
+// workerArg connects and reads the worker named by the command's one
+// argument; the caller closes env.rdb.
+func workerArg(ctx context.Context, cmd *cli.Command) (*env, projections.Worker, error) {
+	host, err := oneArg(cmd, "hostname")
+	if err != nil {
+		return nil, projections.Worker{}, err
+	}
+	e, err := connect(ctx, cmd, 0)
+	if err != nil {
+		return nil, projections.Worker{}, err
+	}
+	w, err := projections.NewStore(e.rdb, e.keys).Worker(ctx, host)
+	if err != nil {
+		e.rdb.Close()
+		if errors.Is(err, projections.ErrNotFound) {
+			return nil, projections.Worker{}, fmt.Errorf("no worker %s in cluster %s (see 'celeroot workers list')", host, e.keys.Cluster)
+		}
+		return nil, projections.Worker{}, err
+	}
+	return e, w, nil
 }
