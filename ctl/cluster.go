@@ -33,11 +33,25 @@ func clusterCommand() *cli.Command {
 				Action: clusterInit,
 			},
 			{
+				Name:  "deploy",
+				Usage: "apply the config and converge towards it: check Redis against spec.redis, and bring each worker group to its replicas",
+				Description: `The print provider (the default) says what is missing and the exact agent
+command for each missing worker; the local provider starts and stops
+'celeroot agent' processes on this machine.
+
+Examples:
+  celeroot cluster deploy -f cluster.yaml -f catalog/
+  celeroot cluster deploy -f cluster.yaml --provider local`,
+				Flags:  deployFlags(),
+				Action: clusterDeploy,
+			},
+			{
 				Name:  "destroy",
 				Usage: "tell the workers to drain and leave, then delete every key of this cluster (and of no other)",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation (for scripts)"},
 					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for workers to leave before deleting"},
+					&cli.StringFlag{Name: "state-dir", Usage: "the local provider's pid and log files (default: $XDG_STATE_HOME/celeroot/<cluster>)"},
 				},
 				Action: clusterDestroy,
 			},
@@ -337,6 +351,11 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 		}
 		if len(waiting) > 0 {
 			fmt.Fprintf(w, "still running after %s (their next Redis calls will fail): %s\n", cmd.Duration("wait"), strings.Join(waiting, ", "))
+		}
+	}
+	if dir, err := stateDir(cmd, e.keys.Cluster); err == nil {
+		if stopped := stopLocal(dir); len(stopped) > 0 {
+			fmt.Fprintf(w, "stopped local agents: %s\n", strings.Join(stopped, ", "))
 		}
 	}
 	deleted, err := streams.DeleteCluster(ctx, e.rdb, e.keys)

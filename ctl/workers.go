@@ -74,6 +74,8 @@ Examples:
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "show what would change, apply nothing"},
+					&cli.StringFlag{Name: "provider", Value: "print", Usage: "print, or local: start or stop agents on this machine to match"},
+					&cli.StringFlag{Name: "state-dir", Usage: "the local provider's pid and log files (default: $XDG_STATE_HOME/celeroot/<cluster>)"},
 				},
 				Action: workersScale,
 			},
@@ -364,7 +366,16 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	if cmd.String("message") == "" {
 		_ = cmd.Set("message", fmt.Sprintf("scale %s (role %s) to %d", names[0], role, replicas))
 	}
-	return apply(ctx, cmd, e, b.Set(), 0)
+	if err := apply(ctx, cmd, e, b.Set(), 0); err != nil {
+		return err
+	}
+	switch cmd.String("provider") {
+	case "local":
+		return convergeLocal(ctx, cmd, e)
+	case "print":
+		return nil
+	}
+	return usagef("--provider %q: use print or local", cmd.String("provider"))
 }
 
 // workerArg connects and reads the worker named by the command's one

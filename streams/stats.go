@@ -69,14 +69,16 @@ func Stat(ctx context.Context, rdb redis.UniversalClient, stream, group string) 
 
 // ServerInfo is what status commands show about the Redis deployment.
 type ServerInfo struct {
-	Version     string `json:"version"`
-	Mode        string `json:"mode"`
-	Role        string `json:"role"`
-	UsedMemory  string `json:"used_memory"`
-	MaxMemory   string `json:"max_memory"`
-	AOF         bool   `json:"aof"`
-	AppendFsync string `json:"appendfsync,omitempty"`
-	Replicas    int    `json:"connected_replicas"`
+	Version    string `json:"version"`
+	Mode       string `json:"mode"`
+	Role       string `json:"role"`
+	UsedMemory string `json:"used_memory"`
+	MaxMemory  string `json:"max_memory"`
+	// MaxMemoryBytes is maxmemory in bytes; 0 for no limit.
+	MaxMemoryBytes int64  `json:"max_memory_bytes"`
+	AOF            bool   `json:"aof"`
+	AppendFsync    string `json:"appendfsync,omitempty"`
+	Replicas       int    `json:"connected_replicas"`
 }
 
 // Info reads INFO from Redis (one node of a cluster).
@@ -94,6 +96,7 @@ func Info(ctx context.Context, rdb redis.UniversalClient) (ServerInfo, error) {
 	si := ServerInfo{Version: kv["redis_version"], Mode: kv["redis_mode"], Role: kv["role"],
 		UsedMemory: kv["used_memory_human"], MaxMemory: kv["maxmemory_human"], AOF: kv["aof_enabled"] == "1"}
 	fmt.Sscan(kv["connected_slaves"], &si.Replicas)
+	fmt.Sscan(kv["maxmemory"], &si.MaxMemoryBytes)
 	if si.AOF {
 		if v, err := rdb.ConfigGet(ctx, "appendfsync").Result(); err == nil {
 			si.AppendFsync = v["appendfsync"]
