@@ -234,7 +234,11 @@ func configSchema(ctx context.Context, cmd *cli.Command) error {
 // clusterFor picks the cluster to apply to: --cluster (or its environment
 // variable) if given, else the Cluster document's name.
 func clusterFor(cmd *cli.Command, set *schema.Set) (string, error) {
-	flag := cmd.String("cluster")
+	c, err := connection(cmd)
+	if err != nil {
+		return "", err
+	}
+	flag := c.cluster
 	if set.Cluster == nil {
 		return flag, nil
 	}
@@ -247,9 +251,13 @@ func clusterFor(cmd *cli.Command, set *schema.Set) (string, error) {
 
 // connectTo connects to cluster, whatever --cluster says.
 func connectTo(ctx context.Context, cmd *cli.Command, cluster string) (*env, error) {
-	cfg, err := streams.ParseURL(cmd.String("redis"))
+	c, err := connection(cmd)
 	if err != nil {
-		return nil, usagef("--redis: %v", err)
+		return nil, err
+	}
+	cfg, err := c.parse()
+	if err != nil {
+		return nil, err
 	}
 	if err := streams.ValidateClusterName(cluster); err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ func globalFlags() []cli.Flag {
 			Value: DefaultRedisURL, Sources: cli.EnvVars("CELEROOT_REDIS_URL")},
 		&cli.StringFlag{Name: "cluster", Usage: "name of the celeroot cluster (key namespace) in that Redis",
 			Value: DefaultCluster, Sources: cli.EnvVars("CELEROOT_CLUSTER")},
+		&cli.StringFlag{Name: "context", Usage: "named connection from the contexts file (see 'celeroot context')", Sources: cli.EnvVars("CELEROOT_CONTEXT")},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Sources: cli.EnvVars("CELEROOT_LOG_LEVEL")},
 		&cli.StringFlag{Name: "log-format", Usage: "text, json, or auto (text on a terminal, JSON otherwise)", Value: "auto", Sources: cli.EnvVars("CELEROOT_LOG_FORMAT")},
 	}
@@ -42,13 +43,17 @@ type env struct {
 // connect opens the Redis client named by the global flags. Callers close
 // env.rdb.
 func connect(ctx context.Context, cmd *cli.Command, poolSize int) (*env, error) {
-	cluster := cmd.String("cluster")
+	c, err := connection(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cluster := c.cluster
 	if err := streams.ValidateClusterName(cluster); err != nil {
 		return nil, usagef("--cluster: %v", err)
 	}
-	cfg, err := streams.ParseURL(cmd.String("redis"))
+	cfg, err := c.parse()
 	if err != nil {
-		return nil, usagef("--redis: %v", err)
+		return nil, err
 	}
 	rdb, err := streams.Connect(ctx, cfg, poolSize, connectTimeout)
 	if err != nil {

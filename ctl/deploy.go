@@ -72,7 +72,11 @@ func clusterDeploy(ctx context.Context, cmd *cli.Command) error {
 		if err != nil {
 			return err
 		}
-		p = &localProvider{w: w, e: e, dir: dir, redis: cmd.String("redis")}
+		c, err := connection(cmd)
+		if err != nil {
+			return err
+		}
+		p = &localProvider{w: w, e: e, dir: dir, redis: c.url}
 	default:
 		return usagef("--provider %q: use print or local", cmd.String("provider"))
 	}
@@ -330,7 +334,11 @@ func convergeLocal(ctx context.Context, cmd *cli.Command, e *env) error {
 	if err != nil {
 		return err
 	}
-	p := &localProvider{w: cmd.Root().Writer, e: e, dir: dir, redis: cmd.String("redis")}
+	c, err := connection(cmd)
+	if err != nil {
+		return err
+	}
+	p := &localProvider{w: cmd.Root().Writer, e: e, dir: dir, redis: c.url}
 	plans, err := planGroups(ctx, e, b.Cluster)
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func ParseURL(raw string) (*ConnConfig, error) {
 		// url.Parse refuses "h1:p1,h2:p2" hosts; parse those by hand below.
 		u, err = parseMultiHost(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redis URL %q: %w", redactURL(raw), err)
+			return nil, fmt.Errorf("redis URL %q: %w", RedactURL(raw), err)
 		}
 	}
 	cfg := &ConnConfig{}
@@ -82,7 +82,7 @@ func ParseURL(raw string) (*ConnConfig, error) {
 	case "rediss+sentinel":
 		cfg.Mode, useTLS = ModeSentinel, true
 	default:
-		return nil, fmt.Errorf("redis URL %q: scheme %q is not one of redis, rediss, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel", redactURL(raw), u.Scheme)
+		return nil, fmt.Errorf("redis URL %q: scheme %q is not one of redis, rediss, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel", RedactURL(raw), u.Scheme)
 	}
 	o := &cfg.Options
 	for _, h := range strings.Split(u.Host, ",") {
@@ -98,15 +98,15 @@ func ParseURL(raw string) (*ConnConfig, error) {
 			host, port = h, def
 		}
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return nil, fmt.Errorf("redis URL %q: port %q is not a number", redactURL(raw), port)
+			return nil, fmt.Errorf("redis URL %q: port %q is not a number", RedactURL(raw), port)
 		}
 		o.Addrs = append(o.Addrs, net.JoinHostPort(host, port))
 	}
 	if len(o.Addrs) == 0 {
-		return nil, fmt.Errorf("redis URL %q: no host: give one like redis://127.0.0.1:6379", redactURL(raw))
+		return nil, fmt.Errorf("redis URL %q: no host: give one like redis://127.0.0.1:6379", RedactURL(raw))
 	}
 	if cfg.Mode == ModeAuto && len(o.Addrs) > 1 {
-		return nil, fmt.Errorf("redis URL %q: several hosts need redis+cluster:// or redis+sentinel://", redactURL(raw))
+		return nil, fmt.Errorf("redis URL %q: several hosts need redis+cluster:// or redis+sentinel://", RedactURL(raw))
 	}
 	path := strings.Trim(u.Path, "/")
 	var segs []string
@@ -115,17 +115,17 @@ func ParseURL(raw string) (*ConnConfig, error) {
 	}
 	if cfg.Mode == ModeSentinel {
 		if len(segs) == 0 || segs[0] == "" {
-			return nil, fmt.Errorf("redis URL %q: a sentinel URL names the master: redis+sentinel://host:26379/mymaster", redactURL(raw))
+			return nil, fmt.Errorf("redis URL %q: a sentinel URL names the master: redis+sentinel://host:26379/mymaster", RedactURL(raw))
 		}
 		o.MasterName, segs = segs[0], segs[1:]
 	}
 	if len(segs) > 1 || (len(segs) == 1 && cfg.Mode == ModeCluster) {
-		return nil, fmt.Errorf("redis URL %q: unexpected path %q", redactURL(raw), u.Path)
+		return nil, fmt.Errorf("redis URL %q: unexpected path %q", RedactURL(raw), u.Path)
 	}
 	if len(segs) == 1 {
 		db, err := strconv.Atoi(segs[0])
 		if err != nil || db < 0 {
-			return nil, fmt.Errorf("redis URL %q: database %q is not a number", redactURL(raw), segs[0])
+			return nil, fmt.Errorf("redis URL %q: database %q is not a number", RedactURL(raw), segs[0])
 		}
 		o.DB = db
 	}
@@ -147,7 +147,7 @@ func ParseURL(raw string) (*ConnConfig, error) {
 	if v := q.Get("dial_timeout"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("redis URL %q: dial_timeout %q is not a positive duration like 2s", redactURL(raw), v)
+			return nil, fmt.Errorf("redis URL %q: dial_timeout %q is not a positive duration like 2s", RedactURL(raw), v)
 		}
 		o.DialTimeout = d
 	}
@@ -157,14 +157,14 @@ func ParseURL(raw string) (*ConnConfig, error) {
 	if useTLS {
 		tc, err := tlsConfig(q, o.Addrs[0])
 		if err != nil {
-			return nil, fmt.Errorf("redis URL %q: %w", redactURL(raw), err)
+			return nil, fmt.Errorf("redis URL %q: %w", RedactURL(raw), err)
 		}
 		o.TLSConfig = tc
 	}
 	// Fail fast: a few quick dial retries, not go-redis' default five.
 	o.DialerRetries = 2
 	o.IsClusterMode = cfg.Mode == ModeCluster
-	cfg.Display = redactURL(raw)
+	cfg.Display = RedactURL(raw)
 	return cfg, nil
 }
 
@@ -235,8 +235,8 @@ func tlsConfig(q url.Values, addr string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// redactURL masks the password of a URL for display.
-func redactURL(raw string) string {
+// RedactURL masks the password of a URL for display.
+func RedactURL(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return raw
