@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/celeroot/celeroot/agent"
+	"github.com/goccy/go-yaml"
 	"github.com/urfave/cli/v3"
 )
 
@@ -24,7 +26,8 @@ Examples:
   CELEROOT_REDIS_PASSWORD=... celeroot agent --hostname web1 --role webserver`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "hostname", Usage: "worker name (default: this host's name)", Sources: cli.EnvVars("CELEROOT_HOSTNAME")},
-			&cli.StringFlag{Name: "role", Usage: "worker role, such as webserver", Required: true, Sources: cli.EnvVars("CELEROOT_ROLE")},
+			&cli.StringFlag{Name: "config", Usage: "a YAML file of agent settings named like these flags (labels as a mapping); flags and environment variables override it"},
+			&cli.StringFlag{Name: "role", Usage: "worker role, such as webserver (required)", Sources: cli.EnvVars("CELEROOT_ROLE")},
 			&cli.StringSliceFlag{Name: "label", Usage: "label k=v (repeatable)"},
 			&cli.IntFlag{Name: "concurrency", Usage: "tasks run at once", Value: agent.DefaultConcurrency},
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
@@ -42,6 +45,14 @@ Examples:
 func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Args().Len() > 0 {
 		return usagef("unexpected argument %q", cmd.Args().First())
+	}
+	if f := cmd.String("config"); f != "" {
+		if err := loadAgentConfig(cmd, f); err != nil {
+			return err
+		}
+	}
+	if cmd.String("role") == "" {
+		return usagef("the agent needs a role: --role, $CELEROOT_ROLE, or role: in --config")
 	}
 	host := cmd.String("hostname")
 	if host == "" {
@@ -99,4 +110,74 @@ func parseLabels(in []string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// loadAgentConfig sets, from a YAML file, every agent flag not given on
+// the command line or by an environment variable.
+func loadAgentConfig(cmd *cli.Command, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(b, &settings); err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	flags := map[string]*cli.Command{}
+	for _, c := range []*cli.Command{cmd.Root(), cmd} {
+		for _, f := range c.Flags {
+			flags[f.Names()[0]] = c
+		}
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := settings[k]
+		name := k
+		if k == "labels" {
+			name = "label"
+		}
+		owner, ok := flags[name]
+		if !ok || name == "config" || name == "help" {
+			known := make([]string, 0, len(flags))
+			for n := range flags {
+				if n != "config" && n != "help" && n != "label" && n != "version" {
+					known = append(known, n)
+				}
+			}
+			sort.Strings(known)
+			return fmt.Errorf("--config %s: unknown setting %q (known: labels, %s)", path, k, strings.Join(known, ", "))
+		}
+		if owner.IsSet(name) {
+			continue // the command line or the environment wins
+		}
+		if k == "labels" {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("--config %s: labels must be a mapping such as {tier: web}", path)
+			}
+			for _, lk := range sortedAnyKeys(m) {
+				if err := owner.Set("label", fmt.Sprintf("%s=%v", lk, m[lk])); err != nil {
+					return fmt.Errorf("--config %s: labels: %w", path, err)
+				}
+			}
+			continue
+		}
+		if err := owner.Set(name, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("--config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func sortedAnyKeys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,0 +1,59 @@
+package ctl_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/celeroot/celeroot/ctl"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/celeroot/celeroot/streams/streamstest"
+)
+
+// celeroot agent --config reads its settings from a file; flags win; an
+// unknown setting is refused by name.
+func TestAgentConfigFile(t *testing.T) {
+	srv := streamstest.Single(t)
+	cluster := streamstest.ClusterName(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(file, []byte("redis: "+srv.URL+"\ncluster: "+cluster+"\nhostname: fromfile\nrole: webserver\nlabels: {tier: web}\nmetrics-listen: \"off\"\nheartbeat: 500ms\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- ctl.Run(ctx, []string{"celeroot", "agent", "--config", file, "--hostname", "fromflag"}, strings.NewReader(""), &errb, &errb)
+	}()
+	keys, _ := streams.NewKeys(cluster, 0)
+	store := projections.NewStore(srv.Client(t), keys)
+	deadline := time.Now().Add(10 * time.Second)
+	var w projections.Worker
+	var err error
+	for {
+		if w, err = store.Worker(context.Background(), "fromflag"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("agent from --config did not register: %v\n%s", err, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("agent exit %d: %s", code, errb.String())
+	}
+	if w.Role != "webserver" || w.Labels["tier"] != "web" || w.HeartbeatInterval != 500*time.Millisecond {
+		t.Errorf("worker = role %q labels %v heartbeat %v; want the file's settings", w.Role, w.Labels, w.HeartbeatInterval)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("role: web\nconcurency: 4\n"), 0o644)
+	if _, errOut, code := run(t, nil, "agent", "--config", bad); code != 1 || !strings.Contains(errOut, `unknown setting "concurency"`) {
+		t.Errorf("bad config: exit %d %s", code, errOut)
+	}
+}
