@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"os"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -452,7 +453,7 @@ func configDiff(ctx context.Context, cmd *cli.Command) error {
 		}
 	} else if p.Changed {
 		fmt.Fprintf(out, "cluster %s, applied revision %d -> new revision %d:\n", p.Cluster, p.Revision, p.Revision+1)
-		p.print(out, isTerminal(out) && !cmd.Bool("no-color"))
+		p.print(out, useColor(cmd, out))
 	} else {
 		fmt.Fprintf(out, "no differences with revision %d of cluster %s\n", p.Revision, p.Cluster)
 	}
@@ -493,7 +494,7 @@ func apply(ctx context.Context, cmd *cli.Command, e *env, set *schema.Set, rollb
 	}
 	if cmd.Bool("dry-run") {
 		fmt.Fprintf(out, "dry run: would apply revision %d to cluster %s:\n", p.Revision+1, p.Cluster)
-		p.print(out, isTerminal(out))
+		p.print(out, useColor(cmd, out))
 		return nil
 	}
 	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
@@ -512,7 +513,7 @@ func apply(ctx context.Context, cmd *cli.Command, e *env, set *schema.Set, rollb
 		return nil
 	}
 	fmt.Fprintf(out, "applied revision %d to cluster %s\n", res.Revision, p.Cluster)
-	p.print(out, isTerminal(out))
+	p.print(out, useColor(cmd, out))
 	return nil
 }
 
@@ -621,4 +622,18 @@ func configRollback(ctx context.Context, cmd *cli.Command) error {
 		_ = cmd.Set("message", fmt.Sprintf("rollback to revision %d", to))
 	}
 	return apply(ctx, cmd, e, b.Set(), to)
+}
+
+// useColor reports whether to colour output: on a terminal, unless
+// --no-color (where the command has it) or $NO_COLOR says otherwise.
+func useColor(cmd *cli.Command, w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	for _, f := range cmd.Flags {
+		if f.Names()[0] == "no-color" && cmd.Bool("no-color") {
+			return false
+		}
+	}
+	return isTerminal(w)
 }
