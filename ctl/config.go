@@ -2,11 +2,11 @@ package ctl
 
 import (
 	"context"
-	"os"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
