@@ -148,3 +148,47 @@ spec:
 		}
 	})
 }
+
+// --check runs a task's check (dry-run) form instead of its action.
+func TestCheckForm(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		fx.start("web1", "webserver", nil)
+		set, errs := schema.Load("check.yaml", strings.NewReader(`apiVersion: celeroot.io/v1
+kind: Task
+metadata:
+  name: with-check
+spec:
+  action:
+    command: ["echo", "changed things"]
+  check:
+    command: ["echo", "would change things"]
+---
+apiVersion: celeroot.io/v1
+kind: Task
+metadata:
+  name: without-check
+spec:
+  action:
+    command: ["echo", "changed things"]
+`))
+		if len(errs) > 0 {
+			t.Fatal(errs[0])
+		}
+		fx.applyConfig(set, 1)
+		fx.waitFor("web1 runs the tasks", func() bool {
+			w, _ := fx.store.Worker(context.Background(), "web1")
+			return slices.Contains(w.Tasks, "without-check")
+		})
+		id := fx.submitWith(events.TaskSubmitted{Route: events.RouteWorker, Target: "web1", Task: "with-check", Check: true})
+		if task := fx.wait(id); task.Outcome != events.Succeeded || !task.Check {
+			t.Fatalf("check run = %s, check %v", task.Outcome, task.Check)
+		}
+		if stdout, _, _ := fx.output(id); stdout != "would change things\n" {
+			t.Errorf("check run output = %q, want the check form's", stdout)
+		}
+		id = fx.submitWith(events.TaskSubmitted{Route: events.RouteWorker, Target: "web1", Task: "without-check", Check: true})
+		if task := fx.wait(id); task.Outcome != events.Failed || !strings.Contains(task.Error, "no check") {
+			t.Errorf("check of a task without a check form = %s (%q), want failed", task.Outcome, task.Error)
+		}
+	})
+}

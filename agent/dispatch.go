@@ -341,7 +341,17 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 		res = d.a.cfg.Exec.Exec(ctx, sub, out.stream("stdout"), out.stream("stderr"))
 	default:
 		task := conf.Bundle.Task(sub.Task)
-		res = runAction(ctx, task.Spec.Action, sub.Params, sub.Timeout(), out.stream("stdout"), out.stream("stderr"))
+		action := task.Spec.Action
+		if sub.Check {
+			if task.Spec.Check == nil {
+				msg := fmt.Sprintf("task %q has no check (dry-run) form", sub.Task)
+				fmt.Fprintf(out.stream("stderr"), "celeroot: %s\n", msg)
+				res = Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: msg}
+				break
+			}
+			action = *task.Spec.Check
+		}
+		res = runAction(ctx, action, sub.Params, sub.Timeout(), out.stream("stdout"), out.stream("stderr"))
 	}
 	took := time.Since(start)
 	out.Close()

@@ -50,6 +50,7 @@ Examples:
 					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
 					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
 					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
+					&cli.BoolFlag{Name: "check", Usage: "run the task's check (dry-run) form instead of its action"},
 					&cli.StringFlag{Name: "idempotency-key", Usage: "a repeated run with the same key within " + fmtDuration(streams.DefaultIdempotencyWindow) + " returns the first run's task instead of submitting again"},
 				},
 				Action: runTask,
@@ -191,6 +192,9 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 			return err
 		}
 	}
+	if name == "command" && cmd.Bool("check") {
+		return usagef("the built-in task command has no check form")
+	}
 	if name == "command" {
 		for k, v := range rawParams {
 			if params == nil {
@@ -208,6 +212,9 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		}
 		if len(argv) > 0 {
 			return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
+		}
+		if cmd.Bool("check") && def.Spec.Check == nil {
+			return usagef("task %s has no check (dry-run) form", name)
 		}
 		var perrs []*schema.Error
 		if params, perrs = def.ValidateParams(rawParams); len(perrs) > 0 {
@@ -278,7 +285,7 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		sub := events.TaskSubmitted{TaskID: id, JobID: jobID, Task: name, Params: params, Argv: argv,
 			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds(),
 			MaxAttempts: int64(attempts), BackoffMS: backoff.Milliseconds(), Deadline: time.Now().Add(deadline).UTC(),
-			IdempotencyKey: idemKey}
+			IdempotencyKey: idemKey, Check: cmd.Bool("check")}
 		opts := []events.Option{events.WithCorrelation(id)}
 		if jobID != "" {
 			opts = []events.Option{events.WithCorrelation(jobID)}
@@ -714,7 +721,11 @@ func printTask(cmd *cli.Command, format string, t projections.Task, now time.Tim
 		target = "queue " + t.Target
 	}
 	fmt.Fprintf(tw, "Task:\t%s\n", t.ID)
-	fmt.Fprintf(tw, "Name:\t%s\n", t.Task)
+	if t.Check {
+		fmt.Fprintf(tw, "Name:\t%s (check: dry run)\n", t.Task)
+	} else {
+		fmt.Fprintf(tw, "Name:\t%s\n", t.Task)
+	}
 	if len(t.Argv) > 0 {
 		fmt.Fprintf(tw, "Command:\t%s\n", quoteArgv(t.Argv))
 	}

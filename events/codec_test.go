@@ -36,7 +36,7 @@ func samplePayloads() []Payload {
 		WorkerLeft{Hostname: "web1", Reason: "SIGTERM"},
 		TaskSubmitted{TaskID: "01J", JobID: "01K", Task: "command", Argv: []string{"uname", "-a"},
 			Params: map[string]any{"package": "nginx; rm -rf /"}, Route: RouteQueue, Target: "webserver", TimeoutMS: 5000,
-			MaxAttempts: 3, BackoffMS: 1000, Deadline: time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC), IdempotencyKey: "deploy-42"},
+			MaxAttempts: 3, BackoffMS: 1000, Deadline: time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC), IdempotencyKey: "deploy-42", Check: true},
 		TaskStarted{TaskID: "01J", Attempt: 2, Worker: "web2"},
 		TaskLog{TaskID: "01J", Attempt: 2, Stream: "stderr", Seq: 3, Data: "line\n\x00bin\u00e4ry", Truncated: true},
 		TaskFinished{TaskID: "01J", Attempt: 2, Worker: "web2", Outcome: Failed, ExitCode: 127,

@@ -144,6 +144,8 @@ type TaskSubmitted struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// IdempotencyKey, if set, made a repeated submission return this task.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Check runs the task's dry-run (check) form instead of its action.
+	Check bool `json:"check,omitempty"`
 }
 
 // EventType implements Payload.

@@ -105,6 +105,7 @@ func Reduce(e events.Envelope, order string) []Patch {
 			"max_attempts": strconv.FormatInt(max(p.MaxAttempts, 1), 10),
 			"deadline":     formatTime(p.Deadline),
 			"idem_key":     p.IdempotencyKey,
+			"check":        strconv.FormatBool(p.Check),
 			"submitted_at": at,
 			"submitted_by": e.Actor,
 		}})

@@ -185,6 +185,8 @@ type Task struct {
 	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
 	// RedrivenTo is the task submitted again in its place.
 	RedrivenTo string `json:"redriven_to,omitempty"`
+	// Check is set for a run of the task's check (dry-run) form.
+	Check bool `json:"check,omitempty"`
 }
 
 // Done reports whether the task has ended: with an outcome, dead-lettered,
@@ -225,6 +227,7 @@ func TaskFromRecord(id string, r Record) Task {
 		RedrivenTo:        r["redriven_to"],
 	}
 	t.MaxAttempts, _ = strconv.ParseInt(r["max_attempts"], 10, 64)
+	t.Check = r["check"] == "true"
 	_ = json.Unmarshal([]byte(r["params"]), &t.Params)
 	_ = json.Unmarshal([]byte(r["argv"]), &t.Argv)
 	t.TimeoutMS, _ = strconv.ParseInt(r["timeout_ms"], 10, 64)
