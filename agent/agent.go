@@ -235,6 +235,9 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 		a.m.heartbeats.Inc()
 		a.m.revision.Set(float64(hb.Revision))
 		a.m.running.Set(float64(hb.Running))
+		if a.cfg.MetricsListener == nil {
+			return // nobody scrapes the stream gauges: spare Redis the calls
+		}
 		for name, stream := range map[string]string{"worker": a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), "queue": a.cfg.Keys.RoleQueue(a.cfg.Role)} {
 			if st, err := streams.Stat(bctx, a.rdb, stream, streams.GroupAgents); err == nil {
 				a.m.pending.WithLabelValues(name).Set(float64(st.Pending))

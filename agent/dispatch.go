@@ -290,11 +290,7 @@ func orReason(r Result) string {
 // keepDead copies a failed task's dispatch entry to the dead-letter stream
 // (it has its outcome; the copy is for `task dead` and `task redrive`).
 func (d *dispatcher) keepDead(ctx context.Context, m streams.Message, sub events.TaskSubmitted, reason string) {
-	fields, _ := events.Encode(m.Envelope)
-	values := map[string]any{}
-	for i := 0; i+1 < len(fields); i += 2 {
-		values[fmt.Sprint(fields[i])] = fields[i+1]
-	}
+	values := events.Fields(m.Envelope)
 	err := d.a.retry(ctx, "dead-letter", func(ctx context.Context) error {
 		return streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
 			Stream: m.Stream, EntryID: m.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname,
@@ -366,11 +362,7 @@ func (d *dispatcher) ack(ctx context.Context, m streams.Message) {
 }
 
 func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason string) {
-	fields, _ := events.Encode(m.Envelope)
-	values := map[string]any{}
-	for i := 0; i+1 < len(fields); i += 2 {
-		values[fmt.Sprint(fields[i])] = fields[i+1]
-	}
+	values := events.Fields(m.Envelope)
 	err := d.a.retry(ctx, "dead-letter", func(ctx context.Context) error {
 		return streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
 			Stream: m.Stream, EntryID: m.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname,

@@ -159,7 +159,7 @@ func loadAgentConfig(cmd *cli.Command, path string) error {
 			if !ok {
 				return fmt.Errorf("--config %s: labels must be a mapping such as {tier: web}", path)
 			}
-			for _, lk := range sortedAnyKeys(m) {
+			for _, lk := range sortedKeys(m) {
 				if err := owner.Set("label", fmt.Sprintf("%s=%v", lk, m[lk])); err != nil {
 					return fmt.Errorf("--config %s: labels: %w", path, err)
 				}
@@ -171,13 +171,4 @@ func loadAgentConfig(cmd *cli.Command, path string) error {
 		}
 	}
 	return nil
-}
-
-func sortedAnyKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/projections"
-	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/urfave/cli/v3"
 )
@@ -83,15 +82,11 @@ type roleStatus struct {
 func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, error) {
 	log := streams.NewLog(e.rdb, e.keys)
 	v := clusterView{Cluster: e.keys.Cluster}
-	var bundle *schema.Bundle
-	if cur, ok, err := log.ConfigAt(ctx, 0); err != nil {
+	rev, _, bundle, err := applied(ctx, e)
+	if err != nil {
 		return v, err
-	} else if ok {
-		v.Revision = cur.Applied.Revision
-		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
-			return v, err
-		}
 	}
+	v.Revision = rev
 	workers, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
 	if err != nil {
 		return v, err

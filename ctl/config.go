@@ -157,12 +157,8 @@ func completeWithApplied(ctx context.Context, e *env, set *schema.Set) error {
 	if set.Cluster != nil && len(set.Tasks) > 0 {
 		return nil
 	}
-	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
-	if err != nil || !ok {
-		return err
-	}
-	old, err := schema.ParseBundle(cur.Applied.Document)
-	if err != nil {
+	_, _, old, err := applied(ctx, e)
+	if err != nil || old == nil {
 		return err
 	}
 	if set.Cluster == nil {
@@ -305,20 +301,15 @@ func makePlan(ctx context.Context, e *env, set *schema.Set) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := streams.NewLog(e.rdb, e.keys)
-	cur, ok, err := log.ConfigAt(ctx, 0)
+	rev, curHash, old, err := applied(ctx, e)
 	if err != nil {
 		return nil, err
 	}
-	old := &schema.Bundle{}
-	p := &plan{Cluster: e.keys.Cluster, Hash: hash, doc: doc}
-	if ok {
-		p.Revision = cur.Applied.Revision
-		if old, err = schema.ParseBundle(cur.Applied.Document); err != nil {
-			return nil, err
-		}
+	p := &plan{Cluster: e.keys.Cluster, Hash: hash, doc: doc, Revision: rev}
+	p.Changed = old == nil || curHash != hash
+	if old == nil {
+		old = &schema.Bundle{}
 	}
-	p.Changed = !ok || cur.Applied.Hash != hash
 	newB, err := schema.ParseBundle(string(doc))
 	if err != nil {
 		return nil, err
@@ -636,4 +627,17 @@ func useColor(cmd *cli.Command, w io.Writer) bool {
 		}
 	}
 	return isTerminal(w)
+}
+
+// applied returns the applied config revision, its hash and its documents;
+// b is nil (and rev 0) when nothing was applied yet.
+func applied(ctx context.Context, e *env) (rev int64, hash string, b *schema.Bundle, err error) {
+	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
+	if err != nil || !ok {
+		return 0, "", nil, err
+	}
+	if b, err = schema.ParseBundle(cur.Applied.Document); err != nil {
+		return 0, "", nil, err
+	}
+	return cur.Applied.Revision, cur.Applied.Hash, b, nil
 }

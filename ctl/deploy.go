@@ -186,7 +186,7 @@ func (p printProvider) Converge(_ context.Context, g groupPlan) error {
 	for i := range g.Missing {
 		args := []string{"celeroot", "agent", "--redis", shellQuote(p.e.url), "--cluster", p.e.keys.Cluster,
 			"--hostname", "<host>", "--role", g.Group.Role}
-		for _, k := range sortedLabelKeys(g.Group.Selector.Labels) {
+		for _, k := range sortedKeys(g.Group.Selector.Labels) {
 			args = append(args, "--label", shellQuote(k+"="+g.Group.Selector.Labels[k]))
 		}
 		fmt.Fprintf(p.w, "  missing worker %d of %d; on its host run:\n    %s\n", len(g.Healthy)+i+1, g.Group.Replicas, strings.Join(args, " "))
@@ -259,7 +259,7 @@ func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 		}
 		args := []string{"--redis", p.redis, "--cluster", p.e.keys.Cluster, "agent", "--hostname", name,
 			"--role", g.Group.Role, "--metrics-listen", "off", "--log-format", "json"}
-		for _, k := range sortedLabelKeys(g.Group.Selector.Labels) {
+		for _, k := range sortedKeys(g.Group.Selector.Labels) {
 			args = append(args, "--label", k+"="+g.Group.Selector.Labels[k])
 		}
 		logf, err := os.OpenFile(filepath.Join(p.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -322,12 +322,8 @@ func stopLocal(dir string) []string {
 
 // convergeLocal brings every group to its replicas with the local provider.
 func convergeLocal(ctx context.Context, cmd *cli.Command, e *env) error {
-	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
-	if err != nil || !ok {
-		return err
-	}
-	b, err := schema.ParseBundle(cur.Applied.Document)
-	if err != nil || b.Cluster == nil {
+	_, _, b, err := applied(ctx, e)
+	if err != nil || b == nil || b.Cluster == nil {
 		return err
 	}
 	dir, err := stateDir(cmd, e.keys.Cluster)

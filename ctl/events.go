@@ -145,13 +145,19 @@ func collect(ctx context.Context, e *env, from, to string, keep func(streams.Ent
 			return nil, err
 		}
 	}
-	sort.SliceStable(all, func(i, j int) bool {
-		if all[i].ID != all[j].ID {
-			return projections.Newer(all[j].ID, all[i].ID)
-		}
-		return all[i].Stream < all[j].Stream
-	})
+	sortEntries(all)
 	return all, nil
+}
+
+// sortEntries orders entries of several streams by entry id (the Redis
+// server's clock), then stream name, so the order is the same every time.
+func sortEntries(list []streams.Entry) {
+	sort.SliceStable(list, func(i, j int) bool {
+		if list[i].ID != list[j].ID {
+			return projections.Newer(list[j].ID, list[i].ID)
+		}
+		return list[i].Stream < list[j].Stream
+	})
 }
 
 func typeFilter(types []string) func(streams.Entry) bool {
@@ -290,12 +296,7 @@ func eventsTail(ctx context.Context, cmd *cli.Command) error {
 			}
 		}
 	}
-	sort.SliceStable(list, func(i, j int) bool {
-		if list[i].ID != list[j].ID {
-			return projections.Newer(list[j].ID, list[i].ID)
-		}
-		return list[i].Stream < list[j].Stream
-	})
+	sortEntries(list)
 	if len(list) > n {
 		list = list[len(list)-n:]
 	}
@@ -320,7 +321,7 @@ func eventsTail(ctx context.Context, cmd *cli.Command) error {
 				}
 			}
 		}
-		sort.SliceStable(batch, func(i, j int) bool { return projections.Newer(batch[j].ID, batch[i].ID) })
+		sortEntries(batch)
 		if err := writeEvents(w, format, batch); err != nil {
 			return err
 		}

@@ -69,18 +69,11 @@ by the agents, with no leader: each slot is fired once, atomically.`,
 
 // appliedSchedules returns the schedules of the applied config.
 func appliedSchedules(ctx context.Context, e *env) ([]schema.Schedule, int64, error) {
-	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
-	if err != nil || !ok {
-		return nil, 0, err
+	rev, _, b, err := applied(ctx, e)
+	if err != nil || b == nil || b.Cluster == nil {
+		return nil, rev, err
 	}
-	b, err := schema.ParseBundle(cur.Applied.Document)
-	if err != nil {
-		return nil, 0, err
-	}
-	if b.Cluster == nil {
-		return nil, cur.Applied.Revision, nil
-	}
-	return b.Cluster.Spec.Schedules, cur.Applied.Revision, nil
+	return b.Cluster.Spec.Schedules, rev, nil
 }
 
 // findSchedule returns the named schedule, or an error naming the known ones.

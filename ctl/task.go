@@ -184,13 +184,9 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	// A catalog task: its parameters are checked against their schemas
 	// before anything is submitted, and its policy gives the defaults.
 	var params map[string]any
-	var bundle *schema.Bundle
-	if cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0); err != nil {
+	_, _, bundle, err := applied(ctx, e)
+	if err != nil {
 		return err
-	} else if ok {
-		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
-			return err
-		}
 	}
 	if name == "command" && cmd.Bool("check") {
 		return usagef("the built-in task command has no check form")
@@ -515,7 +511,7 @@ func labelsInUse(ws []projections.Worker) string {
 	return strings.Join(sortedKeys(seen), ", ")
 }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -1136,15 +1132,9 @@ func taskCatalog(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	var bundle *schema.Bundle
-	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
+	_, _, bundle, err := applied(ctx, e)
 	if err != nil {
 		return err
-	}
-	if ok {
-		if bundle, err = schema.ParseBundle(cur.Applied.Document); err != nil {
-			return err
-		}
 	}
 	workers, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
 	if err != nil {

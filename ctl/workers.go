@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"sort"
 	"strings"
 	"time"
 
@@ -253,7 +252,7 @@ func workersAdd(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	args := []string{"celeroot", "agent", "--redis", shellQuote(e.url), "--cluster", e.keys.Cluster, "--hostname", host, "--role", role}
-	for _, k := range sortedLabelKeys(labels) {
+	for _, k := range sortedKeys(labels) {
 		args = append(args, "--label", shellQuote(k+"="+labels[k]))
 	}
 	fmt.Fprintf(cmd.Root().Writer, `worker %s is expected in cluster %s. Start its agent on that host:
@@ -263,15 +262,6 @@ func workersAdd(ctx context.Context, cmd *cli.Command) error {
 (set CELEROOT_REDIS_PASSWORD in its environment if Redis needs one; examples/celeroot-agent.service runs it under systemd)
 `, host, e.keys.Cluster, strings.Join(args, " "))
 	return nil
-}
-
-func sortedLabelKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // recordAndProject records a worker event and applies it to the projection
@@ -334,16 +324,12 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	cur, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, 0)
+	rev, _, b, err := applied(ctx, e)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if b == nil {
 		return fmt.Errorf("cluster %s has no applied config; describe its worker groups with 'celeroot config apply -f cluster.yaml'", e.keys.Cluster)
-	}
-	b, err := schema.ParseBundle(cur.Applied.Document)
-	if err != nil {
-		return err
 	}
 	if b.Cluster == nil {
 		return fmt.Errorf("the applied config of cluster %s has no Cluster document", e.keys.Cluster)
@@ -358,7 +344,7 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	}
 	switch {
 	case len(idx) == 0:
-		return fmt.Errorf("no worker group with role %s in the applied config (revision %d)", role, cur.Applied.Revision)
+		return fmt.Errorf("no worker group with role %s in the applied config (revision %d)", role, rev)
 	case len(idx) > 1:
 		return usagef("several worker groups have role %s (%s): say which with --group", role, strings.Join(names, ", "))
 	}

@@ -138,6 +138,20 @@ func Encode(e Envelope) ([]any, error) {
 	return append(fields, FieldData, string(data)), nil
 }
 
+// Fields is Encode as a map, the shape go-redis returns entries in; an
+// envelope that does not encode gives nil.
+func Fields(e Envelope) map[string]any {
+	list, err := Encode(e)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]any, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		m[list[i].(string)] = list[i+1]
+	}
+	return m
+}
+
 // Decode parses stream entry fields as returned by go-redis
 // (XMessage.Values). Every failure is a *DecodeError.
 func Decode(values map[string]any) (Envelope, error) {

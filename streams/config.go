@@ -121,12 +121,28 @@ func (l *Log) ConfigHistory(ctx context.Context, until string) ([]ConfigRevision
 // ConfigAt returns revision n (the current one if n is 0); ok is false if
 // there is no such revision.
 func (l *Log) ConfigAt(ctx context.Context, n int64) (ConfigRevision, bool, error) {
-	hist, err := l.ConfigHistory(ctx, "+")
-	if err != nil || len(hist) == 0 {
-		return ConfigRevision{}, false, err
-	}
 	if n == 0 {
-		return hist[len(hist)-1], true, nil
+		// The head names the current revision's entry: read just that.
+		entry, err := l.rdb.HGet(ctx, l.keys.ConfigHead(), "entry").Result()
+		if errors.Is(err, redis.Nil) {
+			return ConfigRevision{}, false, nil
+		}
+		if err != nil {
+			return ConfigRevision{}, false, fmt.Errorf("read config head: %w", err)
+		}
+		e, ok, err := Lookup(ctx, l.rdb, l.keys.ConfigStream(), entry)
+		if err != nil || !ok {
+			return ConfigRevision{}, false, err
+		}
+		p, isConfig := e.Envelope.Payload.(events.ConfigApplied)
+		if e.Err != nil || !isConfig {
+			return ConfigRevision{}, false, fmt.Errorf("config head names entry %s, which is not a config revision", entry)
+		}
+		return ConfigRevision{EntryID: entry, Envelope: e.Envelope, Applied: p}, true, nil
+	}
+	hist, err := l.ConfigHistory(ctx, "+")
+	if err != nil {
+		return ConfigRevision{}, false, err
 	}
 	for _, r := range hist {
 		if r.Applied.Revision == n {

@@ -30,6 +30,14 @@ func NewLog(rdb redis.UniversalClient, keys Keys) *Log {
 	return &Log{rdb: rdb, keys: keys, FenceRetention: DefaultFenceRetention}
 }
 
+// retentionSeconds is FenceRetention in seconds, the default if unset.
+func (l *Log) retentionSeconds() int64 {
+	if l.FenceRetention <= 0 {
+		return int64(DefaultFenceRetention / time.Second)
+	}
+	return int64(l.FenceRetention / time.Second)
+}
+
 // Keys returns the key builder the log writes with.
 func (l *Log) Keys() Keys { return l.keys }
 
@@ -244,10 +252,7 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	if err != nil {
 		return false, err
 	}
-	retention := int64(l.FenceRetention / time.Second)
-	if retention <= 0 {
-		retention = int64(DefaultFenceRetention / time.Second)
-	}
+	retention := l.retentionSeconds()
 	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String(), retry}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
@@ -324,10 +329,7 @@ func (l *Log) End(ctx context.Context, e events.Envelope) (EndResult, error) {
 	if err != nil {
 		return EndResult{}, err
 	}
-	retention := int64(l.FenceRetention / time.Second)
-	if retention <= 0 {
-		retention = int64(DefaultFenceRetention / time.Second)
-	}
+	retention := l.retentionSeconds()
 	keys := []string{l.keys.EventsFor(taskID), l.keys.TaskFence(taskID)}
 	res, err := endScript.Run(ctx, l.rdb, keys, append([]any{retention, state, running}, fields...)...).StringSlice()
 	if err != nil {
