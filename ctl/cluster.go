@@ -214,7 +214,7 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 		fmt.Fprintf(w, "Redis:            %s %s, %s, memory %s (limit %s), %s, %d replicas\n",
 			r.Version, r.Mode, r.Role, r.UsedMemory, maxMem, persist, r.Replicas)
 	} else {
-		fmt.Fprintf(w, "Redis:            details unavailable (%s)\n", v.RedisProblem)
+		fmt.Fprintf(w, "Redis:            not reported by this server (%s)\n", v.RedisProblem)
 	}
 	fmt.Fprintf(w, "Dead letters:     %d\n\n", v.DeadLetters)
 	tw := newTable(w)
