@@ -77,6 +77,7 @@ func roundTrip(from, to any) error {
 
 // setDefaults fills the optional fields that are not set.
 func (c *Cluster) setDefaults() {
+	c.Spec.Retention.normalize()
 	for i := range c.Spec.Schedules {
 		s := &c.Spec.Schedules[i]
 		if s.Timezone == "" {

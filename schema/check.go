@@ -141,6 +141,18 @@ func (c *checker) cluster(cl *Cluster) {
 		}
 	}
 
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"events", spec.Retention.Events}, {"heartbeats", spec.Retention.Heartbeats}, {"tasks", spec.Retention.Tasks},
+		{"workers", spec.Retention.Workers}, {"scheduleEvents", spec.Retention.ScheduleEvents}} {
+		ptr := "/spec/retention/" + f.name
+		c.duration(d, ptr, true)
+		if f.d.Duration > 0 && f.d.Duration < MinRetention {
+			c.add(d, ptr, false, fmt.Sprintf("use at least %s", MinRetention), "retention %s is too short", f.d.Duration)
+		}
+	}
+
 	names := map[string]string{}
 	for i, w := range spec.Workers {
 		ptr := fmt.Sprintf("/spec/workers/%d", i)

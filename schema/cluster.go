@@ -66,6 +66,8 @@ type ClusterSpec struct {
 	Queues Queues `json:"queues,omitempty"`
 	// Named target selectors.
 	Targets []Target `json:"targets,omitempty"`
+	// How long the cluster keeps events, heartbeats, finished tasks, gone workers and schedule events.
+	Retention Retention `json:"retention,omitzero"`
 }
 
 // Redis describes the Redis deployment of a cluster.

@@ -67,12 +67,14 @@ type ClusterDiff struct {
 	Queues    []QueueDiff       `json:"queues,omitempty"`
 	// Changes of spec.targets, compared as a whole list.
 	Targets []FieldChange `json:"targets,omitempty"`
+	// Changes of spec.retention, with the defaults filled in.
+	Retention []FieldChange `json:"retention,omitempty"`
 }
 
 // Empty reports whether nothing changed.
 func (d ClusterDiff) Empty() bool {
 	return len(d.Metadata) == 0 && len(d.Redis) == 0 && len(d.Workers) == 0 &&
-		len(d.Schedules) == 0 && len(d.Queues) == 0 && len(d.Targets) == 0
+		len(d.Schedules) == 0 && len(d.Queues) == 0 && len(d.Targets) == 0 && len(d.Retention) == 0
 }
 
 // Diff compares two versions of a cluster. Either may be nil: a nil old
@@ -147,6 +149,7 @@ func Diff(old, new *Cluster) ClusterDiff {
 	if a, b := jsonText(o.Spec.Targets), jsonText(n.Spec.Targets); a != b {
 		d.Targets = []FieldChange{{Field: "targets", Old: a, New: b}}
 	}
+	d.Retention = fieldChanges("", toJSON(o.Spec.Retention.WithDefaults()), toJSON(n.Spec.Retention.WithDefaults()))
 	return d
 }
 
@@ -161,6 +164,7 @@ func (d ClusterDiff) String() string {
 	}
 	fields("metadata.", d.Metadata)
 	fields("redis.", d.Redis)
+	fields("retention.", d.Retention)
 	for _, w := range d.Workers {
 		switch w.Op {
 		case Added:
