@@ -36,8 +36,11 @@ func Init(ctx context.Context, rdb redis.UniversalClient, keys Keys, actor strin
 			return meta, false, err
 		}
 	}
-	for _, s := range keys.EventShards() {
-		if err := EnsureGroup(ctx, rdb, s, GroupProjector); err != nil {
+	for n, s := range keys.EventShards() {
+		if err := EnsureGroupAtWatermark(ctx, rdb, s, keys.ArchiveState(n), keys.ProjectorGroup()); err != nil {
+			return meta, false, err
+		}
+		if err := EnsureGroup(ctx, rdb, keys.HeartbeatShard(n), keys.ProjectorGroup()); err != nil {
 			return meta, false, err
 		}
 	}
@@ -97,37 +100,7 @@ func CountKeys(ctx context.Context, rdb redis.UniversalClient, keys Keys) (int, 
 // other: the prefix "celeroot:<cluster>:" ends with a colon, so cluster
 // "prod" never matches "prod-eu". It returns the number deleted.
 func DeleteCluster(ctx context.Context, rdb redis.UniversalClient, keys Keys) (int, error) {
-	deleted := 0
-	err := forEachNode(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, keys.Prefix()+"*", 1000).Iterator()
-		var batch []string
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			// One key per call: keys of a batch may be in different slots.
-			pipe := c.Pipeline()
-			for _, k := range batch {
-				pipe.Unlink(ctx, k)
-			}
-			_, err := pipe.Exec(ctx)
-			deleted += len(batch)
-			batch = batch[:0]
-			return err
-		}
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return flush()
-	})
+	deleted, err := DeleteKeys(ctx, rdb, keys, func(string) bool { return true })
 	if err != nil {
 		return deleted, fmt.Errorf("delete cluster %s: %w", keys.Cluster, err)
 	}

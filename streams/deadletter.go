@@ -36,6 +36,16 @@ type DeadEntry struct {
 	Fields map[string]any
 }
 
+// MaxDeadLetters caps the dead-letter stream, approximately (MAXLEN ~ on
+// every append): beyond it the oldest dead letters are dropped. The stream
+// has no consumer group; status commands and the janitor warn from
+// DeadLetterWarnAt on, before anything is dropped.
+const MaxDeadLetters = 100000
+
+// DeadLetterWarnAt is the dead-letter count from which cluster status and
+// the retention pass warn that the oldest will soon be dropped.
+const DeadLetterWarnAt = MaxDeadLetters * 8 / 10
+
 // DeadLetter appends d to the dead-letter stream dlq.
 func DeadLetter(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadEntry) error {
 	vals := []any{
@@ -50,7 +60,7 @@ func DeadLetter(ctx context.Context, rdb redis.UniversalClient, dlq string, d De
 	for _, k := range names {
 		vals = append(vals, deadOrig+k, d.Fields[k])
 	}
-	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: vals}).Err(); err != nil {
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: vals, MaxLen: MaxDeadLetters, Approx: true}).Err(); err != nil {
 		return fmt.Errorf("dead-letter %s %s: %w", d.Stream, d.EntryID, err)
 	}
 	return nil

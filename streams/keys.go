@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Every Redis key celeroot uses is built in this file, and nowhere else.
@@ -24,6 +25,8 @@ import (
 //	celeroot:<c>:{meta}:cluster          hash   cluster metadata (shard count, created)
 //	celeroot:<c>:{ev:<n>}:events         stream event store shard n (workers, tasks)
 //	celeroot:<c>:{ev:<n>}:fence:<task>   hash   attempt epoch and state of a task in shard n
+//	celeroot:<c>:{ev:<n>}:heartbeats     stream every heartbeat of shard n's workers (short retention)
+//	celeroot:<c>:{ev:<n>}:archive        hash   shard n's archive watermark and trim line
 //	celeroot:<c>:{w:<host>}:dispatch     stream tasks sent to one worker
 //	celeroot:<c>:{w:<host>}:control      stream commands to one worker (drain, cancel)
 //	celeroot:<c>:{w:<host>}:worker       hash   worker projection
@@ -39,14 +42,23 @@ import (
 //	celeroot:<c>:{idem}:<sha256(key)>    string task ids submitted with an idempotency key
 //	celeroot:<c>:{sched}:state           hash   per schedule: last:<s> slot ms, paused:<s>, lastjob:<s>
 //	celeroot:<c>:{sched}:fires           stream schedule events (fired, skipped, paused, resumed)
+//	celeroot:<c>:{meta}:janitor          string lease of the retention pass running now
+//	celeroot:<c>:{meta}:archiver         string lease of the archive run running now
+//
+// Projections are versioned: a rebuild writes a new namespace and switches
+// to it by changing the "projections" field of the metadata hash. Version
+// 0 uses the names above; version n appends ".v<n>" to the record and
+// index names ({t:<task>}:task.v3, {idx}:tasks.v3) and is maintained by the
+// consumer group "projector.v<n>".
 
 // Consumer group names.
 const (
 	// GroupAgents reads dispatch and control streams; the consumer is the
 	// worker's hostname.
 	GroupAgents = "agents"
-	// GroupProjector reads the event store shards and maintains the
-	// projections; any number of projector processes may share it.
+	// GroupProjector reads the event store and heartbeat shards and
+	// maintains the projections (version 0; see Keys.ProjectorGroup); any
+	// number of projector processes may share it.
 	GroupProjector = "projector"
 	// GroupScheduler reads the schedule fires stream and submits the tasks
 	// of each fire; the consumer is the agent's hostname.
@@ -85,6 +97,9 @@ type Keys struct {
 	Cluster string
 	// Shards is the number of event store shards; DefaultShards if zero.
 	Shards int
+	// Projections is the version of the projection namespace the record
+	// and index names are built for (0: the original names).
+	Projections int
 }
 
 // NewKeys returns the key builder of a cluster with the given shard count.
@@ -140,6 +155,106 @@ func (k Keys) EventShards() []string {
 // EventsFor is the event store stream that holds an entity's events.
 func (k Keys) EventsFor(entity string) string { return k.EventShard(k.ShardOf(entity)) }
 
+// HeartbeatShard is the stream of every heartbeat of the workers of shard
+// n. It shares the shard's hash tag, so one XREADGROUP reads both, and its
+// entry IDs come from the same server clock as the shard's.
+func (k Keys) HeartbeatShard(n int) string { return k.key("ev:"+strconv.Itoa(n), "heartbeats") }
+
+// HeartbeatShards lists every heartbeat stream, in shard order.
+func (k Keys) HeartbeatShards() []string {
+	out := make([]string, k.shards())
+	for i := range out {
+		out[i] = k.HeartbeatShard(i)
+	}
+	return out
+}
+
+// HeartbeatsFor is the heartbeat stream of a worker.
+func (k Keys) HeartbeatsFor(host string) string { return k.HeartbeatShard(k.ShardOf(host)) }
+
+// ArchiveState is the hash holding shard n's archive watermark (the last
+// entry written to the archive and fsynced) and its trim line. It shares the
+// shard's hash tag, so the trim script reads the watermark and trims in one
+// atomic step.
+func (k Keys) ArchiveState(n int) string { return k.key("ev:"+strconv.Itoa(n), "archive") }
+
+// JanitorLease is the key held by the process running a retention pass,
+// so only one runs at a time.
+func (k Keys) JanitorLease() string { return k.key("meta", "janitor") }
+
+// ArchiverLease is the key held by the process running events archive, so
+// two archive runs never write the same entries.
+func (k Keys) ArchiverLease() string { return k.key("meta", "archiver") }
+
+// WithProjections returns the key builder for projection namespace v.
+func (k Keys) WithProjections(v int) Keys {
+	k.Projections = v
+	return k
+}
+
+// projection is the name of a projection record or index in the
+// namespace k.Projections.
+func (k Keys) projection(tag, name string) string {
+	if k.Projections > 0 {
+		name += ".v" + strconv.Itoa(k.Projections)
+	}
+	return k.key(tag, name)
+}
+
+// ProjectorGroup is the consumer group that maintains projection namespace
+// k.Projections: GroupProjector for version 0, "projector.v<n>" otherwise.
+func (k Keys) ProjectorGroup() string {
+	if k.Projections > 0 {
+		return GroupProjector + ".v" + strconv.Itoa(k.Projections)
+	}
+	return GroupProjector
+}
+
+// IsProjectorGroup reports whether group maintains some projection
+// namespace, and which.
+func IsProjectorGroup(group string) (version int, ok bool) {
+	if group == GroupProjector {
+		return 0, true
+	}
+	rest, found := strings.CutPrefix(group, GroupProjector+".v")
+	if !found {
+		return 0, false
+	}
+	v, err := strconv.Atoi(rest)
+	if err != nil || v < 1 || strconv.Itoa(v) != rest {
+		return 0, false
+	}
+	return v, true
+}
+
+// ProjectionVersionOf reports whether key is a projection record or index
+// of this cluster, and of which namespace.
+func (k Keys) ProjectionVersionOf(key string) (version int, ok bool) {
+	rest, found := strings.CutPrefix(key, k.Prefix()+"{")
+	if !found {
+		return 0, false
+	}
+	tag, name, found := strings.Cut(rest, "}:")
+	if !found {
+		return 0, false
+	}
+	base, v, versioned := strings.Cut(name, ".v")
+	if versioned {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || strconv.Itoa(n) != v {
+			return 0, false
+		}
+		version = n
+	}
+	kind, _, _ := strings.Cut(tag, ":")
+	switch {
+	case kind == "w" && base == "worker", kind == "t" && base == "task", kind == "j" && base == "job",
+		tag == "idx" && (base == "workers" || base == "tasks"):
+		return version, true
+	}
+	return 0, false
+}
+
 // TaskFence is the hash holding a task's attempt epoch and state. It shares
 // the hash tag of the task's event shard, so one script can check the fence
 // and append the event atomically.
@@ -154,25 +269,25 @@ func (k Keys) WorkerDispatch(host string) string { return k.key("w:"+host, "disp
 func (k Keys) WorkerControl(host string) string { return k.key("w:"+host, "control") }
 
 // WorkerProjection is the projection hash of one worker.
-func (k Keys) WorkerProjection(host string) string { return k.key("w:"+host, "worker") }
+func (k Keys) WorkerProjection(host string) string { return k.projection("w:"+host, "worker") }
 
 // RoleQueue is the stream of tasks any worker of a role may take.
 func (k Keys) RoleQueue(role string) string { return k.key("q:"+role, "dispatch") }
 
 // TaskProjection is the projection hash of one task.
-func (k Keys) TaskProjection(taskID string) string { return k.key("t:"+taskID, "task") }
+func (k Keys) TaskProjection(taskID string) string { return k.projection("t:"+taskID, "task") }
 
 // JobProjection is the projection hash of one fan-out job.
-func (k Keys) JobProjection(jobID string) string { return k.key("j:"+jobID, "job") }
+func (k Keys) JobProjection(jobID string) string { return k.projection("j:"+jobID, "job") }
 
 // TaskLog is the stream of a task's output.
 func (k Keys) TaskLog(taskID string) string { return k.key("t:"+taskID, "log") }
 
 // WorkerIndex is the set of hostnames that have a worker projection.
-func (k Keys) WorkerIndex() string { return k.key("idx", "workers") }
+func (k Keys) WorkerIndex() string { return k.projection("idx", "workers") }
 
 // TaskIndex is the sorted set of task ids scored by submission time in ms.
-func (k Keys) TaskIndex() string { return k.key("idx", "tasks") }
+func (k Keys) TaskIndex() string { return k.projection("idx", "tasks") }
 
 // Idempotency is the key remembering the tasks submitted with an
 // idempotency key (hashed, so any key text is safe).
@@ -201,9 +316,10 @@ func (k Keys) ScheduleState() string { return k.key("sched", "state") }
 func (k Keys) ScheduleFires() string { return k.key("sched", "fires") }
 
 // LoadKeys returns the key builder of cluster with the shard count recorded
-// in the cluster's metadata. The first process to see the cluster records
-// DefaultShards (HSETNX, so concurrent first users agree); a different
-// count needs a drain of the event store and is never changed here.
+// in the cluster's metadata and the projection namespace currently served.
+// The first process to see the cluster records DefaultShards (HSETNX, so
+// concurrent first users agree); a different count needs a drain of the
+// event store and is never changed here.
 func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (Keys, error) {
 	k, err := NewKeys(cluster, 0)
 	if err != nil {
@@ -212,13 +328,22 @@ func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (K
 	if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
 		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
 	}
-	v, err := rdb.HGet(ctx, k.Meta(), "shards").Result()
+	vals, err := rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result()
 	if err != nil {
 		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
 	}
+	v, _ := vals[0].(string)
 	n, err := strconv.Atoi(v)
 	if err != nil {
 		return Keys{}, fmt.Errorf("cluster %s metadata: shards %q is not a number", cluster, v)
 	}
-	return NewKeys(cluster, n)
+	if k, err = NewKeys(cluster, n); err != nil {
+		return Keys{}, err
+	}
+	if p, ok := vals[1].(string); ok {
+		if k.Projections, err = strconv.Atoi(p); err != nil || k.Projections < 0 {
+			return Keys{}, fmt.Errorf("cluster %s metadata: projections %q is not a version number", cluster, p)
+		}
+	}
+	return k, nil
 }

@@ -33,7 +33,11 @@ type ReaderOptions struct {
 	Count int64
 	// DeadLetter is the stream undecodable entries are moved to.
 	DeadLetter string
-	Logger     *slog.Logger
+	// Archives maps event store shards among Streams to their archive
+	// state hashes: a group created on one after it was trimmed starts at
+	// the archive watermark (EnsureGroupAtWatermark) instead of at 0.
+	Archives map[string]string
+	Logger   *slog.Logger
 }
 
 // Defaults for ReaderOptions.
@@ -98,7 +102,13 @@ func (r *Reader) ensureGroups(ctx context.Context) error {
 		return nil
 	}
 	for _, s := range r.opts.Streams {
-		if err := EnsureGroup(ctx, r.rdb, s, r.opts.Group); err != nil {
+		var err error
+		if archive, ok := r.opts.Archives[s]; ok {
+			err = EnsureGroupAtWatermark(ctx, r.rdb, s, archive, r.opts.Group)
+		} else {
+			err = EnsureGroup(ctx, r.rdb, s, r.opts.Group)
+		}
+		if err != nil {
 			return err
 		}
 	}

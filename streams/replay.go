@@ -3,6 +3,8 @@ package streams
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/redis/go-redis/v9"
@@ -15,8 +17,62 @@ type Entry struct {
 	ID       string
 	Envelope events.Envelope
 	Err      error
-	// Fields are the raw entry fields (set by Lookup).
+	// Fields are the raw entry fields (set by Lookup, and for an entry that
+	// does not decode).
 	Fields map[string]any
+	// Line is the entry's JSON line as read from the archive (nil for an
+	// entry read from Redis).
+	Line []byte
+}
+
+// entryOf decodes one stream entry.
+func entryOf(stream string, m redis.XMessage) Entry {
+	e := Entry{Stream: stream, ID: m.ID}
+	e.Envelope, e.Err = events.Decode(m.Values)
+	if e.Err != nil {
+		e.Fields = m.Values
+	}
+	return e
+}
+
+// parseEntryID splits a stream entry ID into its parts.
+func parseEntryID(id string) (ms, seq uint64, ok bool) {
+	m, sq, found := strings.Cut(id, "-")
+	if !found {
+		return 0, 0, false
+	}
+	var err1, err2 error
+	ms, err1 = strconv.ParseUint(m, 10, 64)
+	seq, err2 = strconv.ParseUint(sq, 10, 64)
+	return ms, seq, err1 == nil && err2 == nil
+}
+
+// CompareIDs compares two stream entry IDs as numbers: -1 if a is before
+// b, 0 if equal, +1 if after. "" sorts before every ID.
+func CompareIDs(a, b string) int {
+	am, as, aok := parseEntryID(a)
+	bm, bs, bok := parseEntryID(b)
+	switch {
+	case !aok && !bok:
+		return 0
+	case !aok:
+		return -1
+	case !bok:
+		return 1
+	case am != bm:
+		return cmpUint(am, bm)
+	}
+	return cmpUint(as, bs)
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // DefaultPage is the XRANGE page size of Replay.
@@ -36,9 +92,7 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, stream, from, to str
 			return fmt.Errorf("replay %s from %s: %w", stream, start, err)
 		}
 		for _, m := range msgs {
-			e := Entry{Stream: stream, ID: m.ID}
-			e.Envelope, e.Err = events.Decode(m.Values)
-			if err := fn(e); err != nil {
+			if err := fn(entryOf(stream, m)); err != nil {
 				return err
 			}
 		}
@@ -62,8 +116,7 @@ func After(ctx context.Context, rdb redis.UniversalClient, stream, after string,
 	}
 	out := make([]Entry, len(msgs))
 	for i, m := range msgs {
-		out[i] = Entry{Stream: stream, ID: m.ID}
-		out[i].Envelope, out[i].Err = events.Decode(m.Values)
+		out[i] = entryOf(stream, m)
 	}
 	return out, nil
 }
@@ -92,9 +145,7 @@ func Last(ctx context.Context, rdb redis.UniversalClient, stream string, n int64
 	}
 	out := make([]Entry, len(msgs))
 	for i, m := range msgs {
-		e := Entry{Stream: stream, ID: m.ID}
-		e.Envelope, e.Err = events.Decode(m.Values)
-		out[len(msgs)-1-i] = e
+		out[len(msgs)-1-i] = entryOf(stream, m)
 	}
 	return out, nil
 }
