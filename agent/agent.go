@@ -157,13 +157,17 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		g.Add(func() error { return f.run(ctx) }, func(error) { cancel() })
 	}
 	if cfg.Projector {
-		p := projections.NewProjector(rdb, cfg.Keys, projections.NewStore(rdb, cfg.Keys), projections.ProjectorOptions{
+		p := projections.NewProjector(rdb, cfg.Keys, projections.ProjectorOptions{
 			Consumer: fmt.Sprintf("%s-%d", cfg.Hostname, os.Getpid()),
 			Block:    cfg.Block,
 			Logger:   lg.With("component", "projector"),
 		})
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
+	}
+	if cfg.Janitor {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.runJanitor(ctx) }, func(error) { cancel() })
 	}
 	a.consuming.Store(true)
 	err = g.Run()
@@ -184,7 +188,11 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		// Project it too: the projectors may all be stopping with this agent.
 		// Applying is idempotent, so a projector applying it again is harmless.
 		msg := streams.Message{Stream: cfg.Keys.EventsFor(cfg.Hostname), ID: id, Envelope: left}
-		if perr := projections.NewStore(rdb, cfg.Keys).Apply(leaveCtx, []streams.Message{msg}); perr != nil {
+		k, perr := projections.NewStore(rdb, cfg.Keys).Keys(leaveCtx) // the served namespace, after any rebuild
+		if perr == nil {
+			perr = projections.NewStoreAt(rdb, k).Apply(leaveCtx, []streams.Message{msg})
+		}
+		if perr != nil {
 			lg.Warn("could not project leaving", "err", perr)
 		}
 	}
@@ -214,24 +222,35 @@ func (a *agent) register(ctx context.Context) (string, error) {
 }
 
 // heartbeat appends worker.heartbeat every interval until ctx is done.
-// Once drain is done it reports the worker as draining.
+// Once drain is done it reports the worker as draining. Every heartbeat
+// goes to the worker's heartbeat stream; the first, then one every
+// projections.HeartbeatCheckpoint and every one that reports a change of
+// draining or config revision, go to the event store too (ADR 0008).
 func (a *agent) heartbeat(ctx, drain context.Context) {
 	t := time.NewTicker(a.cfg.Heartbeat)
 	defer t.Stop()
 	var seq int64
+	var lastCheckpoint time.Time
+	var last events.WorkerHeartbeat
 	beat := func() {
 		seq++
 		hb := events.WorkerHeartbeat{Hostname: a.cfg.Hostname, Seq: seq, Running: int(a.running.Load()),
 			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil, Revision: a.conf.Load().Revision}
+		checkpoint := seq == 1 || time.Since(lastCheckpoint) >= projections.HeartbeatCheckpoint ||
+			hb.Draining != last.Draining || hb.Revision != last.Revision
 		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
 		defer cancel()
-		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil {
+		if _, err := a.log.Heartbeat(bctx, a.src.New(hb), checkpoint); err != nil {
 			if ctx.Err() == nil {
 				a.m.heartbeatErrs.Inc()
 				a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
 			}
 			return
 		}
+		if checkpoint {
+			lastCheckpoint = time.Now()
+		}
+		last = hb
 		a.m.heartbeats.Inc()
 		a.m.revision.Set(float64(hb.Revision))
 		a.m.running.Set(float64(hb.Running))

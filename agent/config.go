@@ -25,6 +25,9 @@ type Config struct {
 	Concurrency int
 	// Projector runs a projector in this agent.
 	Projector bool
+	// Janitor makes this agent take its turn at the retention pass (one
+	// agent of the cluster at a time runs it, every JanitorEvery).
+	Janitor bool
 	// LogLimit caps the output kept per task attempt, in bytes; output past
 	// it is dropped after a "truncated" marker. Default 1 MiB.
 	LogLimit int64

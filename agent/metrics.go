@@ -30,6 +30,12 @@ type metrics struct {
 	pending       *prometheus.GaugeVec
 	lag           *prometheus.GaugeVec
 	redisLatency  *prometheus.HistogramVec
+	// The retention pass, when this agent ran it.
+	janitorPasses  prometheus.Counter
+	janitorErrors  prometheus.Counter
+	janitorTrimmed *prometheus.CounterVec
+	janitorRemoved *prometheus.CounterVec
+	janitorLast    prometheus.Gauge
 }
 
 // newMetrics registers the agent's metrics on reg (nil: not registered).
@@ -65,6 +71,16 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "celeroot_agent_stream_lag_entries",
 			Help: "Entries not yet read in the agent's dispatch streams (stream: worker or queue)."}, []string{"stream"}),
 	}
+	m.janitorPasses = f.NewCounter(prometheus.CounterOpts{Name: "celeroot_agent_retention_passes_total",
+		Help: "Retention passes this agent ran (one agent at a time runs them)."})
+	m.janitorErrors = f.NewCounter(prometheus.CounterOpts{Name: "celeroot_agent_retention_failures_total",
+		Help: "Retention passes this agent started that failed."})
+	m.janitorTrimmed = f.NewCounterVec(prometheus.CounterOpts{Name: "celeroot_agent_retention_trimmed_entries_total",
+		Help: "Stream entries trimmed by this agent's retention passes, by kind of stream (events, heartbeats, dispatch, control, schedule)."}, []string{"kind"})
+	m.janitorRemoved = f.NewCounterVec(prometheus.CounterOpts{Name: "celeroot_agent_retention_removed_total",
+		Help: "Projections removed by this agent's retention passes, by kind (task, worker)."}, []string{"kind"})
+	m.janitorLast = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_retention_last_pass_timestamp_seconds",
+		Help: "When this agent last completed a retention pass (0: never)."})
 	m.redisLatency = f.NewHistogramVec(prometheus.HistogramOpts{Name: "celeroot_agent_redis_command_duration_seconds",
 		Help:    "Round-trip time of the agent's Redis commands (blocking reads excluded), by command.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}, []string{"command"})

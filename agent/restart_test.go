@@ -119,7 +119,7 @@ func TestRedisRestartMidRun(t *testing.T) {
 		t.Errorf("states = %v, want all %d succeeded", states, n)
 	}
 	// The same, as the invariant checker sees it.
-	rep, err := projections.CheckInvariants(ctx, fx.rdb, fx.keys)
+	rep, err := projections.CheckInvariants(ctx, projections.NewHistory(fx.rdb, fx.keys, nil), projections.Retention{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ Examples:
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
 			&cli.DurationFlag{Name: "shutdown-timeout", Usage: "how long running tasks may finish after SIGTERM", Value: agent.DefaultShutdownTimeout},
 			&cli.BoolFlag{Name: "projector", Usage: "also maintain the projections (status views); run it in at least two agents", Value: true},
+			&cli.BoolFlag{Name: "janitor", Usage: "take turns at the retention pass (trimming streams, removing finished tasks and gone workers; one agent at a time runs it)", Value: true},
 			&cli.StringFlag{Name: "metrics-listen", Value: ":9464", Sources: cli.EnvVars("CELEROOT_METRICS_LISTEN"),
 				Usage: "address for /metrics, /healthz and /readyz; off to serve none"},
 			&cli.StringFlag{Name: "scheduler", Value: agent.SchedulerAuto,
@@ -73,7 +74,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	cfg := agent.Config{
 		Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
 		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
-		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"),
+		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"), Janitor: cmd.Bool("janitor"),
 		Scheduler: cmd.String("scheduler"),
 		Logger:    logger,
 	}

@@ -3,6 +3,9 @@ package ctl_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +16,10 @@ import (
 	"github.com/celeroot/celeroot/streams/streamstest"
 )
 
-// workers list --at a moment of the past shows the fleet as it was: a
-// worker alive then and gone now is shown alive; task status --at shows a
-// finished task as it was before it ran.
+// workers list --at and cluster status --at a moment of the past show the
+// fleet as it was: a worker alive then and gone now is shown alive; task
+// status --at shows a finished task as it was before it ran; config show
+// --at the revision then in force.
 func TestTimeTravel(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
@@ -37,9 +41,24 @@ func TestTimeTravel(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			env := []string{"CELEROOT_REDIS_URL=" + srv.URL, "CELEROOT_CLUSTER=" + cluster}
+			dir := t.TempDir()
+			doc := func(replicas int) string {
+				f := filepath.Join(dir, fmt.Sprintf("c%d.yaml", replicas))
+				src := fmt.Sprintf("apiVersion: celeroot.io/v1\nkind: Cluster\nmetadata:\n  name: %s\nspec:\n  workers:\n    - name: web\n      role: webserver\n      replicas: %d\n", cluster, replicas)
+				if err := os.WriteFile(f, []byte(src), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+			if _, errOut, code := run(t, env, "config", "apply", "-f", doc(2)); code != 0 {
+				t.Fatalf("config apply: %s", errOut)
+			}
 			time.Sleep(700 * time.Millisecond)
 			then := time.Now().UTC().Format(time.RFC3339Nano)
 			time.Sleep(20 * time.Millisecond)
+			if _, errOut, code := run(t, env, "config", "apply", "-f", doc(5)); code != 0 {
+				t.Fatalf("config apply: %s", errOut)
+			}
 			out, _, _ := run(t, env, "task", "run", "command", "--target", "web1", "--wait", "--", "true")
 			id := strings.Fields(out)[0]
 			cancel() // web9 leaves
@@ -70,7 +89,48 @@ func TestTimeTravel(t *testing.T) {
 			if past := state("workers", "list", "-o", "json", "--at", then); past["web9"] != "healthy" || past["web1"] != "healthy" {
 				t.Errorf("as of %s: %v, want web1 and web9 healthy", then, past)
 			}
-			out, errOut, code := run(t, env, "task", "status", id, "--at", then)
+			// cluster status --at: both webservers healthy then, of 2 desired
+			// (revision 1); now one has left and 5 are desired (revision 2).
+			roles := func(args ...string) (int64, map[string]int) {
+				out, errOut, code := run(t, env, args...)
+				if code != 0 {
+					t.Fatalf("%v: exit %d: %s", args, code, errOut)
+				}
+				var v struct {
+					Revision int64 `json:"config_revision"`
+					Roles    []struct {
+						Role    string         `json:"role"`
+						States  map[string]int `json:"states"`
+						Desired int            `json:"desired"`
+					} `json:"roles"`
+				}
+				if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Roles) != 1 {
+					t.Fatalf("%v: %v\n%s", args, err, out)
+				}
+				st := v.Roles[0].States
+				st["desired"] = v.Roles[0].Desired
+				return v.Revision, st
+			}
+			if rev, st := roles("cluster", "status", "-o", "json", "--at", then); rev != 1 || st["healthy"] != 2 || st["left"] != 0 || st["desired"] != 2 {
+				t.Errorf("cluster status --at %s: revision %d, %v; want revision 1, 2 healthy of 2 desired", then, rev, st)
+			}
+			if rev, st := roles("cluster", "status", "-o", "json"); rev != 2 || st["healthy"] != 1 || st["left"] != 1 || st["desired"] != 5 {
+				t.Errorf("cluster status now: revision %d, %v; want revision 2, 1 healthy and 1 left of 5 desired", rev, st)
+			}
+			out, errOut, code := run(t, env, "cluster", "status", "--at", then)
+			if code != 0 || !strings.Contains(out, "not kept in the history") || strings.Contains(out, "QUEUE") || !strings.Contains(errOut, "As of ") {
+				t.Errorf("cluster status --at (table): exit %d\n%s%s", code, out, errOut)
+			}
+			if out, errOut, code = run(t, env, "config", "show", "--at", then, "-o", "json"); code != 0 || !strings.Contains(out, `"replicas": 2`) || !strings.Contains(errOut, "revision 1") {
+				t.Errorf("config show --at: exit %d\n%s%s", code, out, errOut)
+			}
+			if _, errOut, code = run(t, env, "config", "show", "--at", then, "--revision", "2"); code != 2 || !strings.Contains(errOut, "give one of them") {
+				t.Errorf("config show --at --revision: exit %d, %s", code, errOut)
+			}
+			if _, errOut, code = run(t, env, "config", "show", "--at", "2000-01-01T00:00:00Z"); code != 1 || !strings.Contains(errOut, "no configuration was applied") {
+				t.Errorf("config show --at before any apply: exit %d, %s", code, errOut)
+			}
+			out, errOut, code = run(t, env, "task", "status", id, "--at", then)
 			if code != 1 || !strings.Contains(errOut, "no task") {
 				t.Errorf("task status before it existed: exit %d\n%s%s", code, out, errOut)
 			}

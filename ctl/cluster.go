@@ -10,6 +10,7 @@ import (
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/schema"
 	"github.com/celeroot/celeroot/streams"
 	"github.com/urfave/cli/v3"
 )
@@ -60,10 +61,15 @@ Examples:
 				Description: `Everything comes from the projections and the streams' own counters; no
 stream is scanned.
 
+With --at, the fleet as it was at a past moment: workers by role and state,
+the config revision then in force and who lagged behind it, folded from the
+history (give --archive DIR once events before that moment were trimmed).
+
 Examples:
   celeroot cluster status
-  celeroot cluster status -o json`,
-				Flags:  []cli.Flag{outputFlag()},
+  celeroot cluster status -o json
+  celeroot cluster status --at 2026-11-24T02:00:00Z`,
+				Flags:  []cli.Flag{outputFlag(), atFlag(), archiveFlag()},
 				Action: clusterStatus,
 			},
 		},
@@ -78,18 +84,37 @@ type roleStatus struct {
 	HasDesire bool           `json:"-"`
 }
 
-// gatherCluster reads what cluster status and the exporter show.
-func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, error) {
+// gatherCluster reads what cluster status and the exporter show. With a
+// snapshot (cluster status --at), the workers and the config are those of
+// the snapshot's moment, and what the history does not keep (queues,
+// consumer lag, dead letters, Redis) is left out.
+func gatherCluster(ctx context.Context, e *env, now time.Time, snap *projections.Snapshot) (clusterView, error) {
 	log := streams.NewLog(e.rdb, e.keys)
 	v := clusterView{Cluster: e.keys.Cluster}
-	rev, _, bundle, err := applied(ctx, e)
-	if err != nil {
-		return v, err
-	}
-	v.Revision = rev
-	workers, err := projections.NewStore(e.rdb, e.keys).Workers(ctx)
-	if err != nil {
-		return v, err
+	var workers []projections.Worker
+	var bundle *schema.Bundle
+	if snap != nil {
+		v.AsOf = snap.At
+		rev, ok, err := configAt(ctx, e, streams.IDAt(snap.At.Add(time.Millisecond)))
+		if err != nil {
+			return v, err
+		}
+		if ok {
+			v.Revision = rev.Applied.Revision
+			if bundle, err = schema.ParseBundle(rev.Applied.Document); err != nil {
+				return v, err
+			}
+		}
+		workers = snap.Workers()
+	} else {
+		rev, _, b, err := applied(ctx, e)
+		if err != nil {
+			return v, err
+		}
+		v.Revision, bundle = rev, b
+		if workers, err = projections.NewStore(e.rdb, e.keys).Workers(ctx); err != nil {
+			return v, err
+		}
 	}
 	roles := map[string]*roleStatus{}
 	role := func(name string) *roleStatus {
@@ -123,6 +148,9 @@ func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, err
 		v.Roles = append(v.Roles, *r)
 	}
 	sort.Slice(v.Roles, func(i, j int) bool { return v.Roles[i].Role < v.Roles[j].Role })
+	if snap != nil {
+		return v, nil
+	}
 	for _, r := range v.Roles {
 		st, err := streams.Stat(ctx, e.rdb, e.keys.RoleQueue(r.Role), streams.GroupAgents)
 		if err != nil {
@@ -130,12 +158,21 @@ func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, err
 		}
 		v.Queues = append(v.Queues, st)
 	}
-	for _, s := range e.keys.EventShards() {
-		st, err := streams.Stat(ctx, e.rdb, s, streams.GroupProjector)
-		if err != nil {
-			return v, err
+	k, err := projections.NewStore(e.rdb, e.keys).Keys(ctx)
+	if err != nil {
+		return v, err
+	}
+	for n := range e.keys.EventShards() {
+		for _, s := range []string{e.keys.EventShard(n), e.keys.HeartbeatShard(n)} {
+			st, err := streams.Stat(ctx, e.rdb, s, k.ProjectorGroup())
+			if err != nil {
+				return v, err
+			}
+			v.Projector = append(v.Projector, st)
 		}
-		v.Projector = append(v.Projector, st)
+	}
+	if v.EventStore, err = gatherEventStore(ctx, e, now); err != nil {
+		return v, err
 	}
 	dead, err := streams.Stat(ctx, e.rdb, e.keys.DeadLetters(), "")
 	if err != nil {
@@ -160,13 +197,98 @@ func gatherCluster(ctx context.Context, e *env, now time.Time) (clusterView, err
 	return v, nil
 }
 
+// configAt returns the config revision in force at the stream bound
+// until; ok is false if none was applied by then.
+func configAt(ctx context.Context, e *env, until string) (streams.ConfigRevision, bool, error) {
+	hist, err := streams.NewLog(e.rdb, e.keys).ConfigHistory(ctx, until)
+	if err != nil || len(hist) == 0 {
+		return streams.ConfigRevision{}, false, err
+	}
+	return hist[len(hist)-1], true, nil
+}
+
+// eventStoreView is what cluster status says of the event store's
+// retention.
+type eventStoreView struct {
+	// Events is the number of events in Redis; Since the time of the
+	// oldest.
+	Events int64     `json:"events"`
+	Since  time.Time `json:"since,omitzero"`
+	// Unarchived is the time of the oldest event not archived yet (zero
+	// when every event is); NeverArchived counts the shards with events
+	// and no archive at all.
+	Unarchived    time.Time `json:"oldest_unarchived,omitzero"`
+	NeverArchived int       `json:"shards_never_archived"`
+	// Trimmed is true once some shard was trimmed: folds need the archive.
+	Trimmed  bool     `json:"trimmed"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// gatherEventStore reads the event store's length and archive state.
+func gatherEventStore(ctx context.Context, e *env, now time.Time) (eventStoreView, error) {
+	var h eventStoreView
+	keep, err := retentionOf(ctx, e)
+	if err != nil {
+		return h, err
+	}
+	keep = keep.WithDefaults()
+	for n, s := range e.keys.EventShards() {
+		length, err := e.rdb.XLen(ctx, s).Result()
+		if err != nil {
+			return h, fmt.Errorf("length of %s: %w", s, err)
+		}
+		h.Events += length
+		st, err := streams.ReadArchiveState(ctx, e.rdb, e.keys, n)
+		if err != nil {
+			return h, err
+		}
+		h.Trimmed = h.Trimmed || st.Trimmed != ""
+		if length == 0 {
+			continue
+		}
+		first, err := streams.First(ctx, e.rdb, s)
+		if err != nil {
+			return h, err
+		}
+		if ft, ok := streams.IDTime(first); ok && (h.Since.IsZero() || ft.Before(h.Since)) {
+			h.Since = ft
+		}
+		// The oldest unarchived event is the first one after the watermark.
+		if st.Archived == "" {
+			h.NeverArchived++
+		}
+		next, err := streams.After(ctx, e.rdb, s, st.Archived, 1)
+		if err != nil {
+			return h, err
+		}
+		if len(next) == 1 {
+			if t, ok := streams.IDTime(next[0].ID); ok && (h.Unarchived.IsZero() || t.Before(h.Unarchived)) {
+				h.Unarchived = t
+			}
+		}
+	}
+	if !h.Unarchived.IsZero() && now.Sub(h.Unarchived) > keep.Events {
+		if keep.TrimUnarchived {
+			h.Warnings = append(h.Warnings, fmt.Sprintf("events from %s on were never archived and are past the %s retention: they are trimmed unarchived (spec.retention.archive: none)",
+				fmtTime(h.Unarchived), fmtDuration(keep.Events)))
+		} else {
+			h.Warnings = append(h.Warnings, fmt.Sprintf("events from %s on are past the %s retention but not archived, so Redis keeps them: run 'celeroot events archive --dir DIR' (from cron)",
+				fmtTime(h.Unarchived), fmtDuration(keep.Events)))
+		}
+	}
+	return h, nil
+}
+
 type clusterView struct {
-	Cluster      string               `json:"cluster"`
+	Cluster string `json:"cluster"`
+	// AsOf is set for a view of the past (cluster status --at).
+	AsOf         time.Time            `json:"as_of,omitzero"`
 	Revision     int64                `json:"config_revision"`
 	Lagging      []string             `json:"lagging_workers,omitempty"`
 	Roles        []roleStatus         `json:"roles"`
-	Queues       []streams.StreamStat `json:"queues"`
-	Projector    []streams.StreamStat `json:"projector"`
+	Queues       []streams.StreamStat `json:"queues,omitempty"`
+	Projector    []streams.StreamStat `json:"projector,omitempty"`
+	EventStore   eventStoreView       `json:"event_store,omitzero"`
 	DeadLetters  int64                `json:"dead_letters"`
 	Schedules    []string             `json:"-"`
 	LastFires    map[string]time.Time `json:"schedule_last_fires,omitempty"`
@@ -184,8 +306,17 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	v, err := gatherCluster(ctx, e, time.Now())
-	if err != nil {
+	now := time.Now()
+	var v clusterView
+	if snap, ok, err := asOf(ctx, cmd, e); err != nil {
+		return err
+	} else if ok {
+		now = snap.At
+		v, err = gatherCluster(ctx, e, now, &snap)
+		if err != nil {
+			return err
+		}
+	} else if v, err = gatherCluster(ctx, e, now, nil); err != nil {
 		return err
 	}
 	w := cmd.Root().Writer
@@ -201,24 +332,55 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 	if len(v.Lagging) > 0 {
 		fmt.Fprintf(w, "Lagging workers:  %s\n", strings.Join(v.Lagging, ", "))
 	}
-	if v.Redis != nil {
-		r := v.Redis
-		persist := "no persistence"
-		if r.AOF {
-			persist = "AOF appendfsync " + r.AppendFsync
+	past := !v.AsOf.IsZero()
+	if !past {
+		if v.Redis != nil {
+			r := v.Redis
+			persist := "no persistence"
+			if r.AOF {
+				persist = "AOF appendfsync " + r.AppendFsync
+			}
+			maxMem := r.MaxMemory
+			if maxMem == "" || maxMem == "0B" {
+				maxMem = "no limit"
+			}
+			fmt.Fprintf(w, "Redis:            %s %s, %s, memory %s (limit %s), %s, %d replicas\n",
+				r.Version, r.Mode, r.Role, r.UsedMemory, maxMem, persist, r.Replicas)
+		} else {
+			fmt.Fprintf(w, "Redis:            not reported by this server (%s)\n", v.RedisProblem)
 		}
-		maxMem := r.MaxMemory
-		if maxMem == "" || maxMem == "0B" {
-			maxMem = "no limit"
+		h := v.EventStore
+		since := "-"
+		if !h.Since.IsZero() {
+			since = fmt.Sprintf("since %s (%s)", fmtTime(h.Since), ago(now, h.Since))
 		}
-		fmt.Fprintf(w, "Redis:            %s %s, %s, memory %s (limit %s), %s, %d replicas\n",
-			r.Version, r.Mode, r.Role, r.UsedMemory, maxMem, persist, r.Replicas)
-	} else {
-		fmt.Fprintf(w, "Redis:            not reported by this server (%s)\n", v.RedisProblem)
+		archived := "all archived"
+		switch {
+		case h.Events == 0:
+			archived = "nothing to archive"
+		case h.Unarchived.IsZero():
+		case h.NeverArchived > 0 && !h.Trimmed && h.Since.Equal(h.Unarchived):
+			archived = "never archived ('celeroot events archive --dir DIR')"
+		default:
+			archived = fmt.Sprintf("not archived since %s (%s)", fmtTime(h.Unarchived), ago(now, h.Unarchived))
+		}
+		fmt.Fprintf(w, "Event store:      %d events in Redis %s, %s\n", h.Events, since, archived)
+		dead := fmt.Sprint(v.DeadLetters)
+		if v.DeadLetters >= streams.DeadLetterWarnAt {
+			dead += fmt.Sprintf(" (near the cap of about %d: beyond it the oldest are dropped; see 'celeroot task dead')", streams.MaxDeadLetters)
+		}
+		fmt.Fprintf(w, "Dead letters:     %s\n", dead)
+		for _, m := range h.Warnings {
+			fmt.Fprintf(w, "WARNING:          %s\n", m)
+		}
 	}
-	fmt.Fprintf(w, "Dead letters:     %d\n\n", v.DeadLetters)
+	fmt.Fprintln(w)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ROLE\tDESIRED\tHEALTHY\tUNHEALTHY\tDRAINING\tLEFT\tQUEUE\tPENDING\tOLDEST PENDING")
+	if past {
+		fmt.Fprintln(tw, "ROLE\tDESIRED\tHEALTHY\tUNHEALTHY\tDRAINING\tLEFT")
+	} else {
+		fmt.Fprintln(tw, "ROLE\tDESIRED\tHEALTHY\tUNHEALTHY\tDRAINING\tLEFT\tQUEUE\tPENDING\tOLDEST PENDING")
+	}
 	for i, r := range v.Roles {
 		desired := "-"
 		if r.HasDesire {
@@ -227,23 +389,31 @@ func clusterStatus(ctx context.Context, cmd *cli.Command) error {
 				desired += " (missing " + fmt.Sprint(r.Desired-r.Healthy) + ")"
 			}
 		}
-		q := v.Queues[i]
-		oldest := "-"
-		if q.Pending > 0 {
-			oldest = q.OldestPending.Round(time.Second).String()
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d", r.Role, desired, r.Healthy, r.States[projections.WorkerUnhealthy],
+			r.States[projections.WorkerDraining], r.States[projections.WorkerLeft])
+		if !past {
+			q := v.Queues[i]
+			oldest := "-"
+			if q.Pending > 0 {
+				oldest = q.OldestPending.Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "\t%d\t%d\t%s", max(q.Lag, 0), q.Pending, oldest)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Role, desired, r.Healthy, r.States[projections.WorkerUnhealthy],
-			r.States[projections.WorkerDraining], r.States[projections.WorkerLeft], max(q.Lag, 0), q.Pending, oldest)
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if past {
+		fmt.Fprintln(w, "\n(Queues, consumer lag, dead letters and Redis are not kept in the history; shown for now only.)")
+		return nil
 	}
 	var lag, pending int64
 	for _, p := range v.Projector {
 		lag += max(p.Lag, 0)
 		pending += p.Pending
 	}
-	fmt.Fprintf(w, "\nProjector:        %d events not yet read, %d pending, over %d shards\n", lag, pending, len(v.Projector))
+	fmt.Fprintf(w, "\nProjector:        %d events not yet read, %d pending, over %d shards\n", lag, pending, len(e.keys.EventShards()))
 	return nil
 }
 

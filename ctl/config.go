@@ -78,6 +78,7 @@ Examples:
 				Name:  "show",
 				Usage: "print an applied revision's documents",
 				Flags: []cli.Flag{&cli.IntFlag{Name: "revision", Usage: "revision to show (default: the current one)"},
+					atFlag(),
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"}},
 				Action: configShow,
 			},
@@ -564,21 +565,41 @@ func configShow(ctx context.Context, cmd *cli.Command) error {
 	if format != "yaml" && format != "json" {
 		return usagef("--output %q: use yaml or json", format)
 	}
+	rev := int64(cmd.Int("revision"))
+	bound, at, past, err := parseAt(cmd)
+	if err != nil {
+		return err
+	}
+	if past && rev != 0 {
+		return usagef("--revision and --at: give one of them")
+	}
 	e, err := connect(ctx, cmd, 0)
 	if err != nil {
 		return err
 	}
 	defer e.rdb.Close()
-	rev := int64(cmd.Int("revision"))
-	r, ok, err := streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, rev)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if rev == 0 {
-			return fmt.Errorf("no configuration applied to cluster %s yet", e.keys.Cluster)
+	var r streams.ConfigRevision
+	var ok bool
+	if past {
+		// The config stream is never trimmed: its history is all there.
+		if r, ok, err = configAt(ctx, e, bound); err != nil {
+			return err
 		}
-		return fmt.Errorf("cluster %s has no revision %d (see 'celeroot config history')", e.keys.Cluster, rev)
+		if !ok {
+			return fmt.Errorf("no configuration was applied to cluster %s by %s", e.keys.Cluster, at.Local().Format(time.RFC3339))
+		}
+		fmt.Fprintf(cmd.Root().ErrWriter, "As of %s: revision %d, applied %s by %s\n", at.Local().Format(time.RFC3339),
+			r.Applied.Revision, r.Envelope.Time.Local().Format(time.RFC3339), r.Envelope.Actor)
+	} else {
+		if r, ok, err = streams.NewLog(e.rdb, e.keys).ConfigAt(ctx, rev); err != nil {
+			return err
+		}
+		if !ok {
+			if rev == 0 {
+				return fmt.Errorf("no configuration applied to cluster %s yet", e.keys.Cluster)
+			}
+			return fmt.Errorf("cluster %s has no revision %d (see 'celeroot config history')", e.keys.Cluster, rev)
+		}
 	}
 	var v any
 	if err := json.Unmarshal([]byte(r.Applied.Document), &v); err != nil {

@@ -122,6 +122,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 				Keys: keys, Hostname: w.host, Role: w.role, Labels: w.labels, Version: Version,
 				// Two projectors, so either can die without the views stalling.
 				Projector:       i < 2,
+				Janitor:         true,
 				ShutdownTimeout: 5 * time.Second,
 				Logger:          logger,
 			})

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,20 +20,27 @@ func eventsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "events",
 		Usage: "read the event history, for people and for audit tooling",
-		Description: `The history is the event store (every worker and task event, sharded) and the
-config stream. Each line of -o jsonl is one event:
+		Description: `The history is the event store (every worker and task event, sharded; a worker's
+heartbeat once a minute) and the config stream. Each line of -o jsonl is one
+event:
 
   {"stream":"...","entry_id":"1732871234567-0","id":"01J...","type":"task.started.v1",
    "time":"...","cluster":"...","actor":"...","correlation":"...","causation":"...","data":{...}}
 
 Lines are ordered by entry id (the Redis server's clock), then stream name, so
 replaying the same range twice gives byte-identical output. Entries that do
-not decode are written with "error" instead of "data".
+not decode are written with "error" and their raw "fields" instead of "data".
+
+Events older than the retention are trimmed from Redis once 'events archive'
+has written them to the archive directory; replay and verify read them there
+with --archive DIR ($CELEROOT_ARCHIVE), giving the same lines as before.
 
 Examples:
   celeroot events tail --type task.finished.v1
   celeroot events tail -f
-  celeroot events replay --from 2026-11-29T02:00:00Z --to 2026-11-29T03:00:00Z -o jsonl > audit.jsonl`,
+  celeroot events replay --from 2026-11-29T02:00:00Z --to 2026-11-29T03:00:00Z -o jsonl > audit.jsonl
+  celeroot events archive --dir /var/lib/celeroot/archive --trim
+  celeroot events replay --archive /var/lib/celeroot/archive -o jsonl > everything.jsonl`,
 		Commands: []*cli.Command{
 			{
 				Name:  "tail",
@@ -51,9 +57,11 @@ Examples:
 			{
 				Name:   "verify",
 				Usage:  "check the history against the guarantees: one outcome per task, increasing attempts, one fire per schedule slot, projections equal to a fresh fold",
-				Flags:  []cli.Flag{outputFlag()},
+				Flags:  []cli.Flag{outputFlag(), archiveFlag()},
 				Action: eventsVerify,
 			},
+			archiveCommand(),
+			trimCommand(),
 			{
 				Name:  "replay",
 				Usage: "print every event in a range, oldest first",
@@ -62,46 +70,12 @@ Examples:
 					&cli.StringFlag{Name: "to", Usage: "end, included: an RFC 3339 time or an entry id (default: now)"},
 					&cli.StringSliceFlag{Name: "type", Usage: "only events of this type (repeatable)"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "jsonl", Usage: "jsonl or text"},
+					archiveFlag(),
 				},
 				Action: eventsReplay,
 			},
 		},
 	}
-}
-
-// eventLine is one event as audit tooling reads it. The field order is
-// part of the format.
-type eventLine struct {
-	Stream      string          `json:"stream"`
-	EntryID     string          `json:"entry_id"`
-	ID          string          `json:"id,omitempty"`
-	Type        string          `json:"type,omitempty"`
-	Time        string          `json:"time,omitempty"`
-	Cluster     string          `json:"cluster,omitempty"`
-	Actor       string          `json:"actor,omitempty"`
-	Correlation string          `json:"correlation,omitempty"`
-	Causation   string          `json:"causation,omitempty"`
-	Data        json.RawMessage `json:"data,omitempty"`
-	Error       string          `json:"error,omitempty"`
-}
-
-func toLine(e streams.Entry) eventLine {
-	l := eventLine{Stream: e.Stream, EntryID: e.ID}
-	if e.Err != nil {
-		l.Error = e.Err.Error()
-		return l
-	}
-	env := e.Envelope
-	l.ID, l.Type, l.Cluster, l.Actor = env.ID.String(), env.Type, env.Cluster, env.Actor
-	l.Time = env.Time.UTC().Format(time.RFC3339Nano)
-	l.Correlation, l.Causation = env.Correlation, env.Causation
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(env.Payload); err == nil {
-		l.Data = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	}
-	return l
 }
 
 // parseBound turns --from/--to into a stream range bound.
@@ -125,36 +99,42 @@ func parseBound(flag, v string, end bool) (string, error) {
 	return "", usagef("--%s %q: give an RFC 3339 time (2026-11-29T02:00:00Z) or an entry id (1732845600000-0)", flag, v)
 }
 
-// historyStreams are the streams the history is made of.
-func historyStreams(k streams.Keys) []string {
-	return append(k.EventShards(), k.ConfigStream())
-}
-
-// collect reads the range of every history stream, merged in entry id
-// order (ties by stream name), keeping those that pass keep.
-func collect(ctx context.Context, e *env, from, to string, keep func(streams.Entry) bool) ([]streams.Entry, error) {
+// collect reads the range of the history, merged in entry id order (ties
+// by stream name), keeping those that pass keep: every event store shard
+// (from the archive, where the range reaches into what was trimmed from
+// Redis) and the config stream (never trimmed).
+func collect(ctx context.Context, e *env, h *projections.History, from, to string, keep func(streams.Entry) bool) ([]streams.Entry, error) {
 	var all []streams.Entry
-	for _, s := range historyStreams(e.keys) {
-		err := streams.Replay(ctx, e.rdb, s, from, to, 0, func(en streams.Entry) error {
-			if keep(en) {
-				all = append(all, en)
-			}
-			return nil
-		})
-		if err != nil {
+	add := func(en streams.Entry) error {
+		if keep(en) {
+			all = append(all, en)
+		}
+		return nil
+	}
+	for n := range e.keys.EventShards() {
+		if err := h.Events(ctx, n, from, to, add); err != nil {
 			return nil, err
 		}
 	}
+	if err := streams.Replay(ctx, e.rdb, e.keys.ConfigStream(), from, to, 0, add); err != nil {
+		return nil, err
+	}
 	sortEntries(all)
 	return all, nil
+}
+
+// historyStreams are the streams events tail follows (the part of the
+// history still in Redis).
+func historyStreams(k streams.Keys) []string {
+	return append(k.EventShards(), k.ConfigStream())
 }
 
 // sortEntries orders entries of several streams by entry id (the Redis
 // server's clock), then stream name, so the order is the same every time.
 func sortEntries(list []streams.Entry) {
 	sort.SliceStable(list, func(i, j int) bool {
-		if list[i].ID != list[j].ID {
-			return projections.Newer(list[j].ID, list[i].ID)
+		if c := streams.CompareIDs(list[i].ID, list[j].ID); c != 0 {
+			return c < 0
 		}
 		return list[i].Stream < list[j].Stream
 	})
@@ -175,11 +155,9 @@ func typeFilter(types []string) func(streams.Entry) bool {
 }
 
 func writeEvents(w io.Writer, format string, list []streams.Entry) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
 	for _, en := range list {
 		if format == "jsonl" {
-			if err := enc.Encode(toLine(en)); err != nil {
+			if _, err := w.Write(streams.EncodeLine(en)); err != nil {
 				return err
 			}
 			continue
@@ -252,7 +230,11 @@ func eventsReplay(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	list, err := collect(ctx, e, from, to, typeFilter(cmd.StringSlice("type")))
+	h, err := openHistory(cmd, e)
+	if err != nil {
+		return err
+	}
+	list, err := collect(ctx, e, h, from, to, typeFilter(cmd.StringSlice("type")))
 	if err != nil {
 		return err
 	}
@@ -361,6 +343,24 @@ func parseAt(cmd *cli.Command) (bound string, at time.Time, ok bool, err error) 
 	return bound, at, true, nil
 }
 
+// asOf folds the history up to --at; ok is false when --at is not given.
+// It prints "As of <time>:" to stderr.
+func asOf(ctx context.Context, cmd *cli.Command, e *env) (snap projections.Snapshot, ok bool, err error) {
+	bound, at, ok, err := parseAt(cmd)
+	if err != nil || !ok {
+		return projections.Snapshot{}, false, err
+	}
+	h, keep, err := historyOf(ctx, cmd, e)
+	if err != nil {
+		return projections.Snapshot{}, false, err
+	}
+	if snap, err = projections.AsOf(ctx, h, bound, at, keep); err != nil {
+		return projections.Snapshot{}, false, err
+	}
+	fmt.Fprintf(cmd.Root().ErrWriter, "As of %s:\n", at.Local().Format(time.RFC3339))
+	return snap, true, nil
+}
+
 func eventsVerify(ctx context.Context, cmd *cli.Command) error {
 	format, err := outputFormat(cmd)
 	if err != nil {
@@ -371,7 +371,11 @@ func eventsVerify(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	r, err := projections.CheckInvariants(ctx, e.rdb, e.keys)
+	h, keep, err := historyOf(ctx, cmd, e)
+	if err != nil {
+		return err
+	}
+	r, err := projections.CheckInvariants(ctx, h, keep, time.Now())
 	if err != nil {
 		return err
 	}

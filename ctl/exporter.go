@@ -54,7 +54,7 @@ func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.Desc
 func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v, err := gatherCluster(ctx, c.e, time.Now())
+	v, err := gatherCluster(ctx, c.e, time.Now(), nil)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
 		return

@@ -3,7 +3,9 @@ package ctl
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
+	"time"
 
 	"github.com/celeroot/celeroot/projections"
 	"github.com/urfave/cli/v3"
@@ -14,14 +16,21 @@ func projectionsCommand() *cli.Command {
 		Name:  "projections",
 		Usage: "check and rebuild the status views from the event history",
 		Description: `Projections are disposable: they are folds of the event history, and a fresh
-fold must equal what the projectors built incrementally.
+fold must equal what the projectors built incrementally. A rebuild writes a
+fresh fold into a new namespace, catches up with what happened meanwhile and
+then switches every reader to it at once; the projectors follow within a
+second, and the old namespace is deleted a minute later.
+
+Where events were trimmed from Redis, the fold reads them from the archive:
+give --archive DIR ($CELEROOT_ARCHIVE).
 
 Examples:
   celeroot projections verify     # exit 1 and the differences if they disagree
-  celeroot projections rebuild    # replace every record with a fresh fold`,
+  celeroot projections rebuild    # build fresh projections and switch to them
+  celeroot projections rebuild --archive /var/lib/celeroot/archive`,
 		Commands: []*cli.Command{
-			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history", Action: projectionsVerify},
-			{Name: "rebuild", Usage: "replace every projection record with a fresh fold of the history", Action: projectionsRebuild},
+			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history", Flags: []cli.Flag{archiveFlag()}, Action: projectionsVerify},
+			{Name: "rebuild", Usage: "build fresh projections from the history and switch to them atomically", Flags: []cli.Flag{archiveFlag()}, Action: projectionsRebuild},
 		},
 	}
 }
@@ -32,7 +41,11 @@ func projectionsVerify(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	bad, n, err := projections.Verify(ctx, e.rdb, e.keys)
+	h, keep, err := historyOf(ctx, cmd, e)
+	if err != nil {
+		return err
+	}
+	bad, n, err := projections.Verify(ctx, h, keep, time.Now())
 	if err != nil {
 		return err
 	}
@@ -60,10 +73,18 @@ func projectionsRebuild(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer e.rdb.Close()
-	n, err := projections.Rebuild(ctx, e.rdb, e.keys)
+	h, keep, err := historyOf(ctx, cmd, e)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.Root().Writer, "rebuilt %d records from the history\n", n)
+	host, _ := os.Hostname()
+	res, err := projections.Rebuild(ctx, h, projections.RebuildOptions{
+		Retention: keep, Consumer: fmt.Sprintf("rebuild-%s-%d", host, os.Getpid()),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.Root().Writer, "rebuilt %d records from the history (and %d events since) as projections v%d; switched from v%d\n",
+		res.Records, res.CaughtUp, res.Version, res.Previous)
 	return nil
 }

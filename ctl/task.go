@@ -59,7 +59,7 @@ Examples:
 				Name:      "status",
 				Usage:     "show a task: state, attempts, worker, timings, outcome",
 				ArgsUsage: "<task-id>",
-				Flags:     []cli.Flag{outputFlag(), atFlag()},
+				Flags:     []cli.Flag{outputFlag(), atFlag(), archiveFlag()},
 				Action:    taskStatus,
 			},
 			{
@@ -676,25 +676,23 @@ func taskStatus(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer e.rdb.Close()
 	store := projections.NewStore(e.rdb, e.keys)
-	if bound, at, ok, perr := parseAt(cmd); perr != nil {
-		return perr
+	if snap, ok, err := asOf(ctx, cmd, e); err != nil {
+		return err
 	} else if ok {
-		recs, err := projections.AsOf(ctx, e.rdb, e.keys, bound)
-		if err != nil {
-			return err
+		at := snap.At
+		if t, found := snap.Task(id); found {
+			return printTask(cmd, format, t.At(at), at)
 		}
-		t, found := recs.Task(id)
-		if !found {
-			return fmt.Errorf("no task %s in cluster %s as of %s", id, e.keys.Cluster, at.Local().Format(time.RFC3339))
+		if job, found := snap.Job(id); found {
+			return jobStatus(cmd, format, job, at)
 		}
-		fmt.Fprintf(cmd.Root().ErrWriter, "As of %s:\n", at.Local().Format(time.RFC3339))
-		return printTask(cmd, format, t.At(at), at)
+		return fmt.Errorf("no task or job %s in cluster %s as of %s", id, e.keys.Cluster, at.Local().Format(time.RFC3339))
 	}
 	t, err := store.Task(ctx, id)
 	if errors.Is(err, projections.ErrNotFound) {
 		job, jerr := store.Job(ctx, id)
 		if jerr == nil {
-			return jobStatus(cmd, format, job)
+			return jobStatus(cmd, format, job, time.Now())
 		}
 		return fmt.Errorf("no task or job %s in cluster %s (list recent tasks with 'celeroot task list')", id, e.keys.Cluster)
 	}
@@ -1078,8 +1076,8 @@ type jobView struct {
 	Counts map[string]int `json:"counts"`
 }
 
-func jobStatus(cmd *cli.Command, format string, job projections.Job) error {
-	now := time.Now()
+// jobStatus prints a job as of now.
+func jobStatus(cmd *cli.Command, format string, job projections.Job, now time.Time) error {
 	for i := range job.Tasks {
 		job.Tasks[i] = job.Tasks[i].At(now)
 	}

@@ -37,6 +37,7 @@ Examples:
 					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2"},
 					&cli.BoolFlag{Name: "all", Usage: "also workers removed with 'workers remove'"},
 					atFlag(),
+					archiveFlag(),
 				},
 				Action: workersList,
 			},
@@ -161,15 +162,10 @@ func workersList(ctx context.Context, cmd *cli.Command) error {
 	defer e.rdb.Close()
 	now := time.Now()
 	var all []projections.Worker
-	if bound, at, ok, err := parseAt(cmd); err != nil {
+	if snap, ok, err := asOf(ctx, cmd, e); err != nil {
 		return err
 	} else if ok {
-		recs, err := projections.AsOf(ctx, e.rdb, e.keys, bound)
-		if err != nil {
-			return err
-		}
-		all, now = recs.Workers(), at
-		fmt.Fprintf(cmd.Root().ErrWriter, "As of %s:\n", at.Local().Format(time.RFC3339))
+		all, now = snap.Workers(), snap.At
 	} else if all, err = projections.NewStore(e.rdb, e.keys).Workers(ctx); err != nil {
 		return err
 	}

@@ -2,33 +2,84 @@ package projections
 
 import (
 	"context"
+	"time"
 
 	"github.com/celeroot/celeroot/streams"
-	"github.com/redis/go-redis/v9"
 )
 
-// AsOf folds the event store up to and including the stream entry ID
-// until (a bare millisecond time such as "1732845600000" covers that whole
-// millisecond) into in-memory records: the projections as they were then.
-// It reads every shard from its beginning, so its cost grows with the
-// history kept.
-func AsOf(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys, until string) (Records, error) {
-	recs := Records{}
-	for _, shard := range keys.EventShards() {
-		err := streams.Replay(ctx, rdb, shard, "-", until, 0, func(e streams.Entry) error {
-			if e.Err != nil {
-				return nil // dead-lettered by the projector; not part of any view
-			}
-			for _, p := range Reduce(e.Envelope, e.ID) {
-				recs.Apply(p)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+// Snapshot is the projections as they were at a past moment: a fold of the
+// history up to it.
+type Snapshot struct {
+	Records Records
+	// At is the moment.
+	At time.Time
+	// coarse holds the shards whose every heartbeat of that moment has
+	// passed its retention: their workers' liveness comes from the event
+	// store's checkpoints (one a HeartbeatCheckpoint) only.
+	coarse map[int]bool
+	keys   streams.Keys
+}
+
+// AsOf folds the history up to and including the stream entry ID until (a
+// bare millisecond time such as "1732845600000" covers that whole
+// millisecond), the moment at, into the projections as they were then,
+// with the retention at that moment applied. It reads every shard from its
+// beginning (the archive first, where the shard was trimmed), so its cost
+// grows with the history kept.
+//
+// Whether a worker was alive then is answered from its heartbeats while
+// they are kept (Retention.Heartbeats), and from the checkpoints in the
+// event store before that: a worker is then taken as alive up to
+// HeartbeatCheckpoint longer after its last checkpoint.
+func AsOf(ctx context.Context, h *History, until string, at time.Time, keep Retention) (Snapshot, error) {
+	recs, err := h.Fold(ctx, until)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	recs.Retain(at, keep)
+	from, err := h.HeartbeatsFrom(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	s := Snapshot{Records: recs, At: at, coarse: map[int]bool{}, keys: h.keys}
+	for n, t := range from {
+		if t.After(at.Add(-HeartbeatCheckpoint)) {
+			s.coarse[n] = true
 		}
 	}
-	return recs, nil
+	return s, nil
+}
+
+// Workers returns the worker views of the snapshot, sorted by role and
+// hostname.
+func (s Snapshot) Workers() []Worker {
+	out := s.Records.Workers()
+	for i, w := range out {
+		if s.coarse[s.keys.ShardOf(w.Hostname)] {
+			out[i].Resolution = HeartbeatCheckpoint
+		}
+	}
+	return out
+}
+
+// Task returns the task view of the snapshot, if the task existed.
+func (s Snapshot) Task(id string) (Task, bool) { return s.Records.Task(id) }
+
+// Job returns a fan-out job of the snapshot with its tasks.
+func (s Snapshot) Job(id string) (Job, bool) {
+	r, ok := s.Records[Ref{KindJob, id}]
+	if !ok {
+		return Job{}, false
+	}
+	job := JobFromRecord(id, r)
+	for _, t := range job.TaskIDs {
+		task, _ := s.Records.Task(t)
+		if task.ID == "" {
+			task = TaskFromRecord(t, nil)
+		}
+		job.Tasks = append(job.Tasks, task)
+	}
+	return job, true
 }
 
 // Workers returns the worker views of the records, sorted by role and

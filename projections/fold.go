@@ -1,9 +1,6 @@
 package projections
 
-import (
-	"strconv"
-	"strings"
-)
+import "github.com/celeroot/celeroot/streams"
 
 // Record is one entity's projection: its fields, including the
 // VersionPrefix fields that hold each guard's order.
@@ -34,24 +31,5 @@ func (recs Records) Apply(p Patch) bool {
 // Newer reports whether stream entry ID a is after b, comparing the
 // millisecond and sequence parts as numbers. An unparsable ID is never newer.
 func Newer(a, b string) bool {
-	am, as, ok := parseID(a)
-	if !ok {
-		return false
-	}
-	bm, bs, ok := parseID(b)
-	if !ok {
-		return true
-	}
-	return am > bm || (am == bm && as > bs)
-}
-
-func parseID(id string) (ms, seq uint64, ok bool) {
-	m, s, found := strings.Cut(id, "-")
-	if !found {
-		return 0, 0, false
-	}
-	var err1, err2 error
-	ms, err1 = strconv.ParseUint(m, 10, 64)
-	seq, err2 = strconv.ParseUint(s, 10, 64)
-	return ms, seq, err1 == nil && err2 == nil
+	return streams.CompareIDs(a, "") > 0 && streams.CompareIDs(a, b) > 0
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/streams"
-	"github.com/redis/go-redis/v9"
 )
 
 // Report is the result of checking the history against celeroot's
@@ -35,11 +35,13 @@ type taskHistory struct {
 	attempts  []int64  // attempt numbers started, in stream order
 }
 
-// CheckInvariants replays the event store and the schedule fires and
-// verifies: every task has at most one outcome (its end is recorded once);
-// attempt numbers only increase; no schedule slot fired twice; and the
-// projections equal a fresh fold of the history.
-func CheckInvariants(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys) (Report, error) {
+// CheckInvariants replays the event store (the archive first, where it was
+// trimmed) and the schedule events kept, and verifies: every task has at
+// most one outcome (its end is recorded once); attempt numbers only
+// increase; no schedule slot fired twice; and the projections equal a
+// fresh fold of the history (see Verify).
+func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.Time) (Report, error) {
+	rdb, keys := h.rdb, h.keys
 	r := Report{Ended: map[string]int{}, Violations: []string{}}
 	tasks := map[string]*taskHistory{}
 	task := func(id string) *taskHistory {
@@ -48,8 +50,8 @@ func CheckInvariants(ctx context.Context, rdb redis.UniversalClient, keys stream
 		}
 		return tasks[id]
 	}
-	for _, shard := range keys.EventShards() {
-		err := streams.Replay(ctx, rdb, shard, "-", "+", 0, func(e streams.Entry) error {
+	for n := range keys.EventShards() {
+		err := h.Events(ctx, n, "-", "+", func(e streams.Entry) error {
 			if e.Err != nil {
 				return nil
 			}
@@ -116,7 +118,7 @@ func CheckInvariants(ctx context.Context, rdb redis.UniversalClient, keys stream
 	if err != nil {
 		return r, err
 	}
-	bad, n, err := Verify(ctx, rdb, keys)
+	bad, n, err := Verify(ctx, h, keep, now)
 	if err != nil {
 		return r, err
 	}

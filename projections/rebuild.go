@@ -2,8 +2,11 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/celeroot/celeroot/streams"
 	"github.com/redis/go-redis/v9"
@@ -17,55 +20,88 @@ type Mismatch struct {
 	Stored, Folded map[string]string
 }
 
-// Verify folds the whole history and compares every record with the
-// stored projection, guard by guard. A guard whose stored order differs
-// from the fold's is in flux (an event arrived between the fold and the
-// read, or a projector is behind) and is not compared; fields stored but
-// unknown to the history are reported. Records that exist only in the
-// store (their events were trimmed) are not reported.
-func Verify(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys) ([]Mismatch, int, error) {
-	recs := Records{}
-	fieldsOf := map[Ref]map[string][]string{} // guard -> fields
-	for _, shard := range keys.EventShards() {
-		err := streams.Replay(ctx, rdb, shard, "-", "+", 0, func(e streams.Entry) error {
-			if e.Err != nil {
-				return nil
+// fold is a fresh fold of the history that remembers which fields each
+// guard of each record writes.
+type fold struct {
+	recs     Records
+	fieldsOf map[Ref]map[string][]string // guard -> fields
+}
+
+func newFold() *fold { return &fold{recs: Records{}, fieldsOf: map[Ref]map[string][]string{}} }
+
+func (f *fold) add(e streams.Entry) error {
+	if e.Err != nil {
+		return nil // dead-lettered by the projector; not part of any view
+	}
+	for _, p := range Reduce(e.Envelope, e.ID) {
+		f.recs.Apply(p)
+		g := f.fieldsOf[p.Ref]
+		if g == nil {
+			g = map[string][]string{}
+			f.fieldsOf[p.Ref] = g
+		}
+		if g[p.Guard] == nil {
+			for k := range p.Fields {
+				g[p.Guard] = append(g[p.Guard], k)
 			}
-			for _, p := range Reduce(e.Envelope, e.ID) {
-				recs.Apply(p)
-				g := fieldsOf[p.Ref]
-				if g == nil {
-					g = map[string][]string{}
-					fieldsOf[p.Ref] = g
-				}
-				if g[p.Guard] == nil {
-					for k := range p.Fields {
-						g[p.Guard] = append(g[p.Guard], k)
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, 0, err
 		}
 	}
-	store := NewStore(rdb, keys)
-	refs := sortedRefs(recs)
+	return nil
+}
+
+// foldTo folds every shard up to the ends given per shard (events and
+// heartbeats; "+" for all).
+func (h *History) foldTo(ctx context.Context, f *fold, events, heartbeats func(n int) string) error {
+	for n := range h.keys.EventShards() {
+		if err := h.Events(ctx, n, "-", events(n), f.add); err != nil {
+			return err
+		}
+		if err := h.Heartbeats(ctx, n, heartbeats(n), f.add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func all(int) string { return "+" }
+
+// Verify folds the whole history (the archive where it was trimmed, then
+// Redis), applies the retention at now as the retention pass does, and
+// compares every record with the served projection, guard by guard. A
+// guard whose stored order differs from the fold's is in flux (an event
+// arrived between the fold and the read, or a projector is behind) and is
+// not compared; fields stored but unknown to the history are reported.
+// Records that exist only in the store (their events were trimmed, or they
+// passed their retention since the last pass) are not reported.
+func Verify(ctx context.Context, h *History, keep Retention, now time.Time) ([]Mismatch, int, error) {
+	f := newFold()
+	if err := h.foldTo(ctx, f, all, all); err != nil {
+		return nil, 0, err
+	}
+	f.recs.Retain(now, keep)
+	k, err := NewStore(h.rdb, h.keys).Keys(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	store := NewStoreAt(h.rdb, k)
+	refs := sortedRefs(f.recs)
 	var out []Mismatch
 	for _, ref := range refs {
 		got, err := store.Record(ctx, ref)
 		if err != nil {
 			return nil, 0, err
 		}
-		want := recs[ref]
+		want := f.recs[ref]
 		m := Mismatch{Ref: ref, Stored: map[string]string{}, Folded: map[string]string{}}
 		known := map[string]bool{}
-		for guard, fields := range fieldsOf[ref] {
+		for guard, fields := range f.fieldsOf[ref] {
 			vf := VersionPrefix + guard
 			known[vf] = true
 			for _, k := range fields {
 				known[k] = true
+			}
+			if _, kept := want[vf]; !kept {
+				continue // a job entry of a task past its retention
 			}
 			if got[vf] != want[vf] {
 				continue // in flux
@@ -102,97 +138,260 @@ func sortedRefs(recs Records) []Ref {
 	return refs
 }
 
-// replaceScript replaces a record with the given fields, atomically.
-var replaceScript = redis.NewScript(`
-redis.call('DEL', KEYS[1])
-if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
-return 1
-`)
+// RebuildOptions configures Rebuild.
+type RebuildOptions struct {
+	// Retention is applied to the fold as the retention pass applies it.
+	Retention Retention
+	// Consumer names the rebuild in the new namespace's consumer group
+	// while it catches up (unique per process).
+	Consumer string
+	// LeaseWait bounds how long to wait for a retention pass to finish
+	// (nothing is trimmed while a rebuild folds). Default 2 minutes.
+	LeaseWait time.Duration
+	// Now is the clock; time.Now if nil.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
 
-// Rebuild folds the whole history and replaces every projection record
-// with the fold's, each record atomically, then applies again what was
-// appended while it worked (guards make that idempotent). It returns the
-// number of records written.
-func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys) (int, error) {
-	// Remember where each shard ended before folding, to catch up after.
-	ends := map[string]string{}
-	for _, shard := range keys.EventShards() {
-		last, err := streams.Last(ctx, rdb, shard, 1, "-")
-		if err != nil {
-			return 0, err
-		}
-		ends[shard] = "0-0"
-		if len(last) == 1 {
-			ends[shard] = last[0].ID
-		}
+// RebuildResult says what Rebuild did.
+type RebuildResult struct {
+	// Previous and Version are the namespaces served before and after.
+	Previous, Version int
+	// Records is the number of records the fold wrote; CaughtUp the events
+	// applied after the fold, before the switch.
+	Records, CaughtUp int
+}
+
+// Rebuild builds fresh projections from the history into a new namespace
+// and switches readers to it atomically:
+//
+//  1. It takes the retention lease, so nothing is trimmed while it reads.
+//  2. It notes where every shard ends and creates the new namespace's
+//     consumer group there: the group delivers exactly what the fold does
+//     not cover.
+//  3. It folds the archive (where a shard was trimmed) and Redis up to
+//     those ends, applies the retention, and writes the records into the
+//     new namespace, which nobody reads yet.
+//  4. It catches up by consuming the new group itself until it is empty.
+//  5. It makes the new namespace the served one (a compare-and-set on the
+//     cluster metadata). Status commands read it from then on; projectors
+//     move to its group within about a second and go on from where the
+//     rebuild stopped. The old namespace and its group are deleted by the
+//     next retention pass a minute later.
+//
+// If another rebuild switched first, this one deletes what it wrote and
+// fails with streams.ErrSwitched.
+func Rebuild(ctx context.Context, h *History, opts RebuildOptions) (RebuildResult, error) {
+	var res RebuildResult
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	recs := Records{}
-	for _, shard := range keys.EventShards() {
-		err := streams.Replay(ctx, rdb, shard, "-", ends[shard], 0, func(e streams.Entry) error {
-			if e.Err == nil {
-				for _, p := range Reduce(e.Envelope, e.ID) {
-					recs.Apply(p)
-				}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LeaseWait <= 0 {
+		opts.LeaseWait = 2 * time.Minute
+	}
+	if opts.Consumer == "" {
+		opts.Consumer = "rebuild"
+	}
+	rdb, keys := h.rdb, h.keys
+	lease := streams.NewLease(rdb, keys.JanitorLease(), "rebuild:"+opts.Consumer, janitorLeaseTTL)
+	err := holdWaiting(ctx, lease, opts.LeaseWait, func(ctx context.Context) error {
+		var err error
+		res, err = rebuild(ctx, h, opts)
+		return err
+	})
+	return res, err
+}
+
+// holdWaiting runs f under the lease, waiting up to wait for its holder to
+// let go.
+func holdWaiting(ctx context.Context, lease *streams.Lease, wait time.Duration, f func(context.Context) error) error {
+	deadline := time.Now().Add(wait)
+	var b streams.Backoff
+	for {
+		err := lease.Hold(ctx, f)
+		if !errors.Is(err, streams.ErrLeaseHeld) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		streams.Sleep(ctx, b.Next())
+	}
+}
+
+func rebuild(ctx context.Context, h *History, opts RebuildOptions) (RebuildResult, error) {
+	rdb, keys := h.rdb, h.keys
+	var res RebuildResult
+	prev, err := streams.ProjectionVersion(ctx, rdb, keys)
+	if err != nil {
+		return res, err
+	}
+	v, err := streams.NewProjectionVersion(ctx, rdb, keys)
+	if err != nil {
+		return res, err
+	}
+	res.Previous, res.Version = prev, v
+	nk := keys.WithProjections(v)
+	group := nk.ProjectorGroup()
+
+	evEnds, hbEnds := map[int]string{}, map[int]string{}
+	for n := range keys.EventShards() {
+		for _, s := range []struct {
+			stream string
+			ends   map[int]string
+		}{{keys.EventShard(n), evEnds}, {keys.HeartbeatShard(n), hbEnds}} {
+			last, err := streams.LastID(ctx, rdb, s.stream)
+			if err != nil {
+				return res, err
 			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
+			if last == "" {
+				last = "0-0"
+			}
+			s.ends[n] = last
+			if err := streams.CreateGroupAt(ctx, rdb, s.stream, group, last); err != nil {
+				return res, err
+			}
 		}
 	}
-	store := NewStore(rdb, keys)
+	discard := func(cause error) error {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := deleteNamespace(dctx, rdb, keys, v); err != nil {
+			opts.Logger.Warn("could not delete an unused projection namespace; the next retention pass will", "version", v, "err", err)
+		}
+		return cause
+	}
+
+	f := newFold()
+	if err := h.foldTo(ctx, f, func(n int) string { return evEnds[n] }, func(n int) string { return hbEnds[n] }); err != nil {
+		return res, discard(err)
+	}
+	f.recs.Retain(opts.Now(), opts.Retention)
+	if err := writeRecords(ctx, rdb, nk, f.recs); err != nil {
+		return res, discard(err)
+	}
+	res.Records = len(f.recs)
+
+	n, err := catchUp(ctx, rdb, nk, opts)
+	if err != nil {
+		return res, discard(err)
+	}
+	res.CaughtUp = n
+	if err := streams.SwitchProjections(ctx, rdb, keys, prev, v, opts.Now()); err != nil {
+		return res, discard(err)
+	}
+	opts.Logger.Info("projections switched", "from", prev, "to", v, "records", res.Records, "caught_up", n)
+	return res, nil
+}
+
+// writeRecords writes a fold into an unused namespace, with its indexes.
+func writeRecords(ctx context.Context, rdb redis.UniversalClient, k streams.Keys, recs Records) error {
 	refs := sortedRefs(recs)
 	const batch = 500
 	for i := 0; i < len(refs); i += batch {
 		chunk := refs[i:min(i+batch, len(refs))]
 		_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, ref := range chunk {
-				args := make([]any, 0, 2*len(recs[ref]))
-				fields := make([]string, 0, len(recs[ref]))
-				for k := range recs[ref] {
-					fields = append(fields, k)
+				r := recs[ref]
+				if len(r) == 0 {
+					continue
+				}
+				fields := make([]string, 0, len(r))
+				for f := range r {
+					fields = append(fields, f)
 				}
 				sort.Strings(fields)
-				for _, k := range fields {
-					args = append(args, k, recs[ref][k])
+				args := make([]any, 0, 2*len(fields))
+				for _, f := range fields {
+					args = append(args, f, r[f])
 				}
-				replaceScript.Eval(ctx, pipe, []string{store.recordKey(ref)}, args...)
+				pipe.HSet(ctx, recordKey(k, ref), args...)
 				switch ref.Kind {
 				case KindWorker:
-					pipe.SAdd(ctx, keys.WorkerIndex(), ref.ID)
+					pipe.SAdd(ctx, k.WorkerIndex(), ref.ID)
 				case KindTask:
-					if t, ok := recs.Task(ref.ID); ok && !t.SubmittedAt.IsZero() {
-						pipe.ZAdd(ctx, keys.TaskIndex(), redis.Z{Score: float64(t.SubmittedAt.UnixMilli()), Member: ref.ID})
+					if t := TaskFromRecord(ref.ID, r); !t.SubmittedAt.IsZero() {
+						pipe.ZAdd(ctx, k.TaskIndex(), redis.Z{Score: float64(t.SubmittedAt.UnixMilli()), Member: ref.ID})
 					}
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("write rebuilt projections: %w", err)
+			return fmt.Errorf("write rebuilt projections: %w", err)
 		}
 	}
-	// Catch up with what the projectors applied meanwhile.
-	for _, shard := range keys.EventShards() {
-		for after := ends[shard]; ; {
-			entries, err := streams.After(ctx, rdb, shard, after, 500)
+	return nil
+}
+
+// catchUpCount is how many events a rebuild's catch-up reads at a time.
+const catchUpCount = 256
+
+// catchUp consumes the namespace's group until nothing is left, applying
+// to the namespace, and returns the number of events applied.
+func catchUp(ctx context.Context, rdb redis.UniversalClient, k streams.Keys, opts RebuildOptions) (int, error) {
+	store := NewStoreAt(rdb, k)
+	applied := 0
+	for _, shards := range shardGroups(rdb, k) {
+		r, err := streams.NewReader(rdb, streams.ReaderOptions{
+			Streams: shards, Group: k.ProjectorGroup(), Consumer: opts.Consumer, Block: 50 * time.Millisecond,
+			Count: catchUpCount, DeadLetter: k.DeadLetters(), Archives: archivesOf(k), Logger: opts.Logger,
+		})
+		if err != nil {
+			return applied, err
+		}
+		for {
+			msgs, err := r.Fetch(ctx, 0)
 			if err != nil {
-				return 0, err
+				return applied, err
 			}
-			var msgs []streams.Message
-			for _, e := range entries {
-				after = e.ID
-				if e.Err == nil {
-					msgs = append(msgs, streams.Message{Stream: shard, ID: e.ID, Envelope: e.Envelope})
-				}
-			}
-			if err := store.Apply(ctx, msgs); err != nil {
-				return 0, err
-			}
-			if len(entries) < 500 {
+			if len(msgs) == 0 {
 				break
 			}
+			head := len(msgs) < catchUpCount
+			if err := store.Apply(ctx, msgs); err != nil {
+				return applied, err
+			}
+			if err := ackAll(ctx, r, msgs); err != nil {
+				return applied, err
+			}
+			applied += len(msgs)
+			if head {
+				break // at the head of the streams: the projectors take it from here
+			}
+		}
+		for _, s := range shards {
+			// Nothing of the rebuild's is pending: leave the group to the projectors.
+			if err := rdb.XGroupDelConsumer(ctx, s, k.ProjectorGroup(), opts.Consumer).Err(); err != nil {
+				return applied, fmt.Errorf("leave group %s on %s: %w", k.ProjectorGroup(), s, err)
+			}
 		}
 	}
-	return len(refs), nil
+	return applied, nil
+}
+
+// deleteNamespace deletes projection namespace v: its consumer groups and
+// its records and indexes.
+func deleteNamespace(ctx context.Context, rdb redis.UniversalClient, keys streams.Keys, v int) error {
+	group := keys.WithProjections(v).ProjectorGroup()
+	for n := range keys.EventShards() {
+		for _, s := range []string{keys.EventShard(n), keys.HeartbeatShard(n)} {
+			groups, err := streams.Groups(ctx, rdb, s)
+			if err != nil {
+				return err
+			}
+			for _, g := range groups {
+				if g == group {
+					if err := streams.DestroyGroup(ctx, rdb, s, g); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	_, err := streams.DeleteKeys(ctx, rdb, keys, func(key string) bool {
+		ver, ok := keys.ProjectionVersionOf(key)
+		return ok && ver == v
+	})
+	return err
 }

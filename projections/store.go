@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/celeroot/celeroot/streams"
 	"github.com/redis/go-redis/v9"
@@ -52,24 +54,69 @@ return applied
 `)
 
 // Store keeps projections in Redis hashes and answers queries on them.
+//
+// Projections are versioned (see streams.Keys.Projections): Apply writes
+// the namespace the store was made for, and the queries of a store made
+// with NewStore read the namespace the cluster serves, which a rebuild
+// switches; they look it up at most every versionRefresh, so a
+// long-running process follows a switch within about a second.
 type Store struct {
 	rdb  redis.UniversalClient
 	keys streams.Keys
+	// follow makes queries read the served namespace, not keys.Projections.
+	follow bool
+
+	mu      sync.Mutex
+	served  int
+	checked time.Time
 }
 
-// NewStore returns the projection store of the cluster named by keys.
+// versionRefresh bounds how stale a following store's idea of the served
+// projection namespace may be.
+const versionRefresh = time.Second
+
+// NewStore returns the projection store of the cluster named by keys: its
+// queries read the namespace the cluster serves; Apply writes
+// keys.Projections.
 func NewStore(rdb redis.UniversalClient, keys streams.Keys) *Store {
+	return &Store{rdb: rdb, keys: keys, follow: true}
+}
+
+// NewStoreAt returns a store bound to projection namespace
+// keys.Projections, for queries and Apply alike (a projector's, a
+// rebuild's).
+func NewStoreAt(rdb redis.UniversalClient, keys streams.Keys) *Store {
 	return &Store{rdb: rdb, keys: keys}
 }
 
-func (s *Store) recordKey(ref Ref) string {
+// Keys returns the key builder of the namespace the store's queries read.
+func (s *Store) Keys(ctx context.Context) (streams.Keys, error) {
+	if !s.follow {
+		return s.keys, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.checked) < versionRefresh {
+		return s.keys.WithProjections(s.served), nil
+	}
+	v, err := streams.ProjectionVersion(ctx, s.rdb, s.keys)
+	if err != nil {
+		return streams.Keys{}, err
+	}
+	s.served, s.checked = v, time.Now()
+	return s.keys.WithProjections(v), nil
+}
+
+func (s *Store) recordKey(ref Ref) string { return recordKey(s.keys, ref) }
+
+func recordKey(k streams.Keys, ref Ref) string {
 	switch ref.Kind {
 	case KindWorker:
-		return s.keys.WorkerProjection(ref.ID)
+		return k.WorkerProjection(ref.ID)
 	case KindJob:
-		return s.keys.JobProjection(ref.ID)
+		return k.JobProjection(ref.ID)
 	}
-	return s.keys.TaskProjection(ref.ID)
+	return k.TaskProjection(ref.ID)
 }
 
 // Apply reduces msgs and applies the patches, in one pipeline. It is
@@ -146,7 +193,11 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 
 // Worker returns the projection of one worker.
 func (s *Store) Worker(ctx context.Context, host string) (Worker, error) {
-	r, err := s.rdb.HGetAll(ctx, s.keys.WorkerProjection(host)).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return Worker{}, err
+	}
+	r, err := s.rdb.HGetAll(ctx, k.WorkerProjection(host)).Result()
 	if err != nil {
 		return Worker{}, fmt.Errorf("read worker %s: %w", host, err)
 	}
@@ -158,14 +209,18 @@ func (s *Store) Worker(ctx context.Context, host string) (Worker, error) {
 
 // Workers returns every worker, sorted by role and hostname.
 func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
-	hosts, err := s.rdb.SMembers(ctx, s.keys.WorkerIndex()).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := s.rdb.SMembers(ctx, k.WorkerIndex()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read worker index: %w", err)
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(hosts))
 	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, h := range hosts {
-			cmds[i] = pipe.HGetAll(ctx, s.keys.WorkerProjection(h))
+			cmds[i] = pipe.HGetAll(ctx, k.WorkerProjection(h))
 		}
 		return nil
 	})
@@ -193,7 +248,11 @@ func sortWorkers(out []Worker) {
 
 // Task returns the projection of one task.
 func (s *Store) Task(ctx context.Context, id string) (Task, error) {
-	r, err := s.rdb.HGetAll(ctx, s.keys.TaskProjection(id)).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return Task{}, err
+	}
+	r, err := s.rdb.HGetAll(ctx, k.TaskProjection(id)).Result()
 	if err != nil {
 		return Task{}, fmt.Errorf("read task %s: %w", id, err)
 	}
@@ -205,14 +264,18 @@ func (s *Store) Task(ctx context.Context, id string) (Task, error) {
 
 // Tasks returns up to n tasks, newest first, skipping the offset newest.
 func (s *Store) Tasks(ctx context.Context, offset, n int64) ([]Task, error) {
-	ids, err := s.rdb.ZRevRange(ctx, s.keys.TaskIndex(), offset, offset+n-1).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := s.rdb.ZRevRange(ctx, k.TaskIndex(), offset, offset+n-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read task index: %w", err)
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = pipe.HGetAll(ctx, s.keys.TaskProjection(id))
+			cmds[i] = pipe.HGetAll(ctx, k.TaskProjection(id))
 		}
 		return nil
 	})
@@ -230,7 +293,11 @@ func (s *Store) Tasks(ctx context.Context, offset, n int64) ([]Task, error) {
 
 // Record returns the raw record of a worker or task (for rebuild checks).
 func (s *Store) Record(ctx context.Context, ref Ref) (Record, error) {
-	r, err := s.rdb.HGetAll(ctx, s.recordKey(ref)).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.rdb.HGetAll(ctx, recordKey(k, ref)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read %s %s: %w", ref.Kind, ref.ID, err)
 	}
@@ -239,7 +306,11 @@ func (s *Store) Record(ctx context.Context, ref Ref) (Record, error) {
 
 // Job returns a fan-out job with its tasks.
 func (s *Store) Job(ctx context.Context, id string) (Job, error) {
-	r, err := s.rdb.HGetAll(ctx, s.keys.JobProjection(id)).Result()
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return Job{}, err
+	}
+	r, err := s.rdb.HGetAll(ctx, k.JobProjection(id)).Result()
 	if err != nil {
 		return Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
@@ -250,7 +321,7 @@ func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(job.TaskIDs))
 	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, t := range job.TaskIDs {
-			cmds[i] = pipe.HGetAll(ctx, s.keys.TaskProjection(t))
+			cmds[i] = pipe.HGetAll(ctx, k.TaskProjection(t))
 		}
 		return nil
 	})

@@ -47,6 +47,11 @@ type Worker struct {
 	// and not registered since.
 	Expected bool `json:"expected,omitempty"`
 	Removed  bool `json:"removed,omitempty"`
+	// Resolution is how far apart the heartbeats behind this view may be:
+	// 0 when every heartbeat is known, HeartbeatCheckpoint for a past
+	// moment known only from the event store's checkpoints. It widens the
+	// unhealthy threshold by as much.
+	Resolution time.Duration `json:"-"`
 }
 
 // State returns healthy, unhealthy, draining or left, as of now.
@@ -67,7 +72,7 @@ func (w Worker) State(now time.Time) string {
 	if w.RegisteredAt.After(last) {
 		last = w.RegisteredAt
 	}
-	if now.Sub(last) > MissedHeartbeats*iv {
+	if now.Sub(last) > MissedHeartbeats*iv+w.Resolution {
 		return WorkerUnhealthy
 	}
 	return WorkerHealthy
