@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test ensure-redis bench check dev schema fuzz build soak
+.PHONY: test ensure-redis bench check dev schema fuzz build soak mixed bench-status
 
 # Full test suite, with the race detector, against real Redis servers that
 # the tests start themselves (streams/streamstest).
@@ -30,6 +30,13 @@ check:
 # for every slot of a per-second schedule for 60 s (single node and cluster).
 soak: ensure-redis
 	CELEROOT_SCHEDULE_SECONDS=60 $(GO) test -race -count=1 -timeout 10m -run 'TestSchedulerFiresEachSlotOnce' -v ./agent/
+
+# The long mixed run at full size: three agents, 2,000 tasks (failing,
+# retried, fan-out jobs), one agent killed; then every status command, a
+# rebuild, archive + trim and the audit replay (single node and cluster).
+# `make test` runs it with 300 tasks.
+mixed: ensure-redis
+	CELEROOT_MIXED_TASKS=2000 $(GO) test -race -count=1 -timeout 20m -run 'TestLongMixedRun' -v ./ctl/
 
 # Local single-node deployment for development.
 dev:
