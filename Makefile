@@ -36,7 +36,12 @@ soak: ensure-redis
 # rebuild, archive + trim and the audit replay (single node and cluster).
 # `make test` runs it with 300 tasks.
 mixed: ensure-redis
-	CELEROOT_MIXED_TASKS=2000 $(GO) test -race -count=1 -timeout 20m -run 'TestLongMixedRun' -v ./ctl/
+	$(GO) test -race -count=1 -timeout 20m -run 'TestLongMixedRun' -v ./ctl/ -args -mixed-tasks=2000
+
+# The status benchmark: cluster status, workers list and task list over
+# projections of 10,000 workers and 100,000 tasks (single node and cluster).
+bench-status: ensure-redis
+	$(GO) test -run '^$$' -bench 'BenchmarkStatus' -benchtime 20x -timeout 20m ./ctl/
 
 # Local single-node deployment for development.
 dev:

@@ -220,8 +220,10 @@ type eventStoreView struct {
 	Unarchived    time.Time `json:"oldest_unarchived,omitzero"`
 	NeverArchived int       `json:"shards_never_archived"`
 	// Trimmed is true once some shard was trimmed: folds need the archive.
-	Trimmed  bool     `json:"trimmed"`
-	Warnings []string `json:"warnings,omitempty"`
+	Trimmed bool `json:"trimmed"`
+	// Retention is how long archived events stay in Redis.
+	Retention time.Duration `json:"-"`
+	Warnings  []string      `json:"warnings,omitempty"`
 }
 
 // gatherEventStore reads the event store's length and archive state.
@@ -232,6 +234,7 @@ func gatherEventStore(ctx context.Context, e *env, now time.Time) (eventStoreVie
 		return h, err
 	}
 	keep = keep.WithDefaults()
+	h.Retention = keep.Events
 	for n, s := range e.keys.EventShards() {
 		length, err := e.rdb.XLen(ctx, s).Result()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/celeroot/celeroot/streams"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
@@ -41,6 +42,10 @@ var (
 	descProjLag   = prometheus.NewDesc("celeroot_cluster_projector_lag_entries", "Events the projectors have not read yet.", nil, nil)
 	descProjPend  = prometheus.NewDesc("celeroot_cluster_projector_pending_entries", "Events read by a projector but not acknowledged.", nil, nil)
 	descDead      = prometheus.NewDesc("celeroot_cluster_dead_letters", "Entries in the dead-letter stream.", nil, nil)
+	descDeadCap   = prometheus.NewDesc("celeroot_cluster_dead_letters_capacity", "About how many dead letters are kept; beyond it the oldest are dropped.", nil, nil)
+	descEvents    = prometheus.NewDesc("celeroot_cluster_event_store_entries", "Events in the event store in Redis (all shards).", nil, nil)
+	descUnarch    = prometheus.NewDesc("celeroot_cluster_event_store_unarchived_seconds", "Age of the oldest event not archived yet (0 when every event is).", nil, nil)
+	descEvRetain  = prometheus.NewDesc("celeroot_cluster_event_retention_seconds", "How long archived events stay in Redis (spec.retention.events).", nil, nil)
 	descRevision  = prometheus.NewDesc("celeroot_cluster_config_revision", "The applied config revision.", nil, nil)
 	descLagging   = prometheus.NewDesc("celeroot_cluster_lagging_workers", "Workers running an older config revision than the applied one.", nil, nil)
 	descLastFire  = prometheus.NewDesc("celeroot_cluster_schedule_last_fire_timestamp_seconds", "When each schedule last fired (Unix time).", []string{"schedule"}, nil)
@@ -80,6 +85,14 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descProjLag, prometheus.GaugeValue, float64(lag))
 	ch <- prometheus.MustNewConstMetric(descProjPend, prometheus.GaugeValue, float64(pending))
 	ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(v.DeadLetters))
+	ch <- prometheus.MustNewConstMetric(descDeadCap, prometheus.GaugeValue, streams.MaxDeadLetters)
+	ch <- prometheus.MustNewConstMetric(descEvents, prometheus.GaugeValue, float64(v.EventStore.Events))
+	unarchived := 0.0
+	if !v.EventStore.Unarchived.IsZero() {
+		unarchived = time.Since(v.EventStore.Unarchived).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(descUnarch, prometheus.GaugeValue, unarchived)
+	ch <- prometheus.MustNewConstMetric(descEvRetain, prometheus.GaugeValue, v.EventStore.Retention.Seconds())
 	ch <- prometheus.MustNewConstMetric(descRevision, prometheus.GaugeValue, float64(v.Revision))
 	ch <- prometheus.MustNewConstMetric(descLagging, prometheus.GaugeValue, float64(len(v.Lagging)))
 	for name, at := range v.LastFires {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"flag"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,17 +21,9 @@ import (
 )
 
 // mixedTasks is how many tasks TestLongMixedRun submits: a few hundred in
-// `make test`, 2,000 with `make mixed` (CELEROOT_MIXED_TASKS=2000).
-func mixedTasks(t *testing.T) int {
-	if v := os.Getenv("CELEROOT_MIXED_TASKS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 50 {
-			t.Fatalf("CELEROOT_MIXED_TASKS=%q: give a number of at least 50", v)
-		}
-		return n
-	}
-	return 300
-}
+// `make test`, 2,000 with `make mixed` (-mixed-tasks 2000; a flag, since
+// the harness clears every CELEROOT_ variable).
+var mixedTasks = flag.Int("mixed-tasks", 300, "tasks TestLongMixedRun submits (make mixed: 2000)")
 
 // mixedAgent is an in-process agent with a client of its own, so it can be
 // killed: its client is closed under it, and it never gets to say it left.
@@ -87,7 +79,10 @@ func (a *mixedAgent) kill() {
 // event store, the audit replay (archive + Redis) is byte for byte what it
 // was, and a rebuild from the archive yields the same projections again.
 func TestLongMixedRun(t *testing.T) {
-	n := mixedTasks(t)
+	n := *mixedTasks
+	if n < 50 {
+		t.Fatalf("-mixed-tasks %d: give at least 50", n)
+	}
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			ctx := context.Background()

@@ -224,15 +224,19 @@ func (j *Janitor) trimStreams(ctx context.Context, now time.Time, keep Retention
 	return errors.Join(errs...)
 }
 
-// collectNamespaces deletes the projection namespaces other than the
-// served one, with their consumer groups, once NamespaceGrace has passed
-// since the switch.
+// collectNamespaces deletes, with their consumer groups, the projection
+// namespaces of rebuilds that never switched (a rebuild holds the
+// retention lease while it works, so one whose group is still there while
+// this pass holds the lease died), and, NamespaceGrace after a switch, the
+// namespaces switched away from. Their groups would otherwise hold every
+// trim of the event store back for ever.
 func (j *Janitor) collectNamespaces(ctx context.Context, now time.Time, rep *JanitorReport) error {
 	ns, err := streams.ProjectionNamespaces(ctx, j.rdb, j.keys)
-	if err != nil || ns.Collected || now.Sub(ns.SwitchedAt) < NamespaceGrace || j.opts.DryRun {
+	if err != nil {
 		return err
 	}
-	current := j.keys.WithProjections(ns.Current).ProjectorGroup()
+	old := !ns.Collected && now.Sub(ns.SwitchedAt) >= NamespaceGrace
+	gone := map[int]bool{}
 	for n := range j.keys.EventShards() {
 		for _, s := range []string{j.keys.EventShard(n), j.keys.HeartbeatShard(n)} {
 			groups, err := streams.Groups(ctx, j.rdb, s)
@@ -240,20 +244,29 @@ func (j *Janitor) collectNamespaces(ctx context.Context, now time.Time, rep *Jan
 				return err
 			}
 			for _, g := range groups {
-				if _, ok := streams.IsProjectorGroup(g); ok && g != current {
-					if err := streams.DestroyGroup(ctx, j.rdb, s, g); err != nil {
-						return err
-					}
+				v, ok := streams.IsProjectorGroup(g)
+				if !ok || v == ns.Current || (v < ns.Current && !old) {
+					continue
+				}
+				gone[v] = true
+				if j.opts.DryRun {
+					continue
+				}
+				if err := streams.DestroyGroup(ctx, j.rdb, s, g); err != nil {
+					return err
 				}
 			}
 		}
 	}
+	if j.opts.DryRun || (len(gone) == 0 && !old) {
+		return nil
+	}
 	deleted, err := streams.DeleteKeys(ctx, j.rdb, j.keys, func(key string) bool {
 		v, ok := j.keys.ProjectionVersionOf(key)
-		return ok && v != ns.Current
+		return ok && (gone[v] || (old && v < ns.Current))
 	})
 	rep.OldNamespaces += deleted
-	if err != nil {
+	if err != nil || !old {
 		return err
 	}
 	return streams.MarkCollected(ctx, j.rdb, j.keys, ns.Current)

@@ -263,3 +263,36 @@ func TestJanitorEventStoreNeedsArchive(t *testing.T) {
 		}
 	})
 }
+
+// A rebuild that died before it switched leaves a consumer group that
+// would hold every trim back: the next pass (which holds the lease a live
+// rebuild would) removes it and what it wrote.
+func TestJanitorRemovesAbandonedRebuild(t *testing.T) {
+	eachServer(t, func(t *testing.T, fx *fixture) {
+		ctx := context.Background()
+		fx.register("web1")
+		fx.project()
+		v9 := fx.keys.WithProjections(9)
+		for n := range fx.keys.EventShards() {
+			fx.check(streams.CreateGroupAt(ctx, fx.rdb, fx.keys.EventShard(n), v9.ProjectorGroup(), "0"))
+		}
+		fx.check(fx.rdb.HSet(ctx, v9.TaskProjection("x"), "task", "command").Err())
+		rep, err := projections.NewJanitor(fx.rdb, fx.keys, projections.JanitorOptions{Owner: "test"}).Pass(ctx)
+		fx.check(err)
+		if rep.OldNamespaces != 1 {
+			t.Errorf("pass deleted %d keys of the abandoned namespace, want 1", rep.OldNamespaces)
+		}
+		for n := range fx.keys.EventShards() {
+			groups, err := streams.Groups(ctx, fx.rdb, fx.keys.EventShard(n))
+			fx.check(err)
+			for _, g := range groups {
+				if g == v9.ProjectorGroup() {
+					t.Errorf("shard %d keeps the abandoned rebuild's group", n)
+				}
+			}
+		}
+		if _, err := projections.NewStore(fx.rdb, fx.keys).Worker(ctx, "web1"); err != nil {
+			t.Errorf("the served projections suffered: %v", err)
+		}
+	})
+}
