@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,19 +91,63 @@ return id
 // fails, the task is recorded but not dispatched, and Submit returns the
 // error so the caller can retry (the first append is idempotent).
 func (l *Log) Submit(ctx context.Context, e events.Envelope) (string, error) {
-	p, ok := e.Payload.(events.TaskSubmitted)
-	if !ok {
-		return "", fmt.Errorf("submit: payload is %T, want events.TaskSubmitted", e.Payload)
+	ids, errs := l.SubmitBatch(ctx, []events.Envelope{e})
+	return ids[0], errs[0]
+}
+
+// SubmitBatch submits many tasks as Submit does, in two round trips (per
+// Redis node) whatever their number: the submit scripts of all of them in
+// one pipeline, then the dispatch appends of those recorded. ids[i] is the
+// dispatch entry of es[i] and errs[i] its error: a task whose submission
+// was not recorded is not dispatched either.
+func (l *Log) SubmitBatch(ctx context.Context, es []events.Envelope) (ids []string, errs []error) {
+	ids, errs = make([]string, len(es)), make([]error, len(es))
+	calls := make([]scriptCall, len(es))
+	subs := make([]events.TaskSubmitted, len(es))
+	fields := make([][]any, len(es))
+	for i, e := range es {
+		p, ok := e.Payload.(events.TaskSubmitted)
+		if !ok {
+			errs[i] = fmt.Errorf("submit: payload is %T, want events.TaskSubmitted", e.Payload)
+			continue
+		}
+		f, err := events.Encode(e)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		subs[i], fields[i] = p, f
+		calls[i] = scriptCall{script: submitScript, keys: []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}, args: f}
 	}
-	fields, err := events.Encode(e)
-	if err != nil {
-		return "", err
+	cmds := runScripts(ctx, l.rdb, calls)
+	var dispatch []int
+	for i, c := range cmds {
+		switch {
+		case errs[i] != nil:
+		case c.Err() != nil:
+			errs[i] = fmt.Errorf("record submission of task %s: %w", subs[i].TaskID, c.Err())
+		default:
+			dispatch = append(dispatch, i)
+		}
 	}
-	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	if err := submitScript.Run(ctx, l.rdb, keys, fields...).Err(); err != nil {
-		return "", fmt.Errorf("record submission of task %s: %w", p.TaskID, err)
+	if len(dispatch) == 0 {
+		return ids, errs
 	}
-	return l.Append(ctx, l.Dispatch(p), e, 0)
+	adds := make([]*redis.StringCmd, len(dispatch))
+	_, _ = l.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for j, i := range dispatch {
+			adds[j] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: l.Dispatch(subs[i]), Values: fields[i]})
+		}
+		return nil
+	})
+	for j, i := range dispatch {
+		if err := adds[j].Err(); err != nil {
+			errs[i] = fmt.Errorf("append %s to %s: %w", es[i].Type, l.Dispatch(subs[i]), err)
+			continue
+		}
+		ids[i] = adds[j].Val()
+	}
+	return ids, errs
 }
 
 // Dispatch returns the stream a submission is delivered through.
@@ -147,6 +192,8 @@ return {epoch, id}
 // before the script knows it.
 const attemptMark = 987654321987
 
+var attemptMarkText = strconv.FormatInt(attemptMark, 10)
+
 // StartResult is the outcome of Start.
 type StartResult struct {
 	// Attempt is the fencing epoch of the new attempt; 0 if not to run.
@@ -164,31 +211,67 @@ type StartResult struct {
 // entry identifies the dispatch entry being run ("<stream>/<id>"). Retrying
 // Start with the same envelope is safe.
 func (l *Log) Start(ctx context.Context, e events.Envelope, entry string) (StartResult, error) {
+	res, errs := l.StartBatch(ctx, []StartCall{{Event: e, Entry: entry}})
+	return res[0], errs[0]
+}
+
+// StartCall is one attempt to start, for StartBatch.
+type StartCall struct {
+	Event events.Envelope
+	Entry string
+}
+
+// StartBatch runs Start for every call in one round trip (per Redis node).
+// res[i] and errs[i] are the outcome of calls[i].
+func (l *Log) StartBatch(ctx context.Context, calls []StartCall) (res []StartResult, errs []error) {
+	res, errs = make([]StartResult, len(calls)), make([]error, len(calls))
+	sc := make([]scriptCall, len(calls))
+	ids := make([]string, len(calls))
+	for i, c := range calls {
+		sc[i], ids[i], errs[i] = l.startCall(c.Event, c.Entry)
+	}
+	for i, cmd := range runScripts(ctx, l.rdb, sc) {
+		if errs[i] != nil {
+			continue
+		}
+		res[i], errs[i] = parseStart(ids[i], cmd)
+	}
+	return res, errs
+}
+
+func (l *Log) startCall(e events.Envelope, entry string) (scriptCall, string, error) {
 	p, ok := e.Payload.(events.TaskStarted)
 	if !ok {
-		return StartResult{}, fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
+		return scriptCall{}, "", fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
 	}
 	p.Attempt = attemptMark
 	e.Payload = p
 	fields, data, err := encodeSplit(e)
 	if err != nil {
-		return StartResult{}, err
+		return scriptCall{}, p.TaskID, err
 	}
-	prefix, suffix, ok := strings.Cut(data, fmt.Sprint(attemptMark))
+	prefix, suffix, ok := strings.Cut(data, attemptMarkText)
 	if !ok {
-		return StartResult{}, errors.New("start: attempt placeholder not found in payload")
+		return scriptCall{}, p.TaskID, errors.New("start: attempt placeholder not found in payload")
 	}
 	args := append([]any{prefix, suffix, p.Worker, e.ID.String(), entry}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	res, err := startScript.Run(ctx, l.rdb, keys, args...).Slice()
+	return scriptCall{script: startScript, keys: keys, args: args}, p.TaskID, nil
+}
+
+func parseStart(taskID string, cmd *redis.Cmd) (StartResult, error) {
+	res, err := cmd.Slice()
 	if err != nil {
-		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, err)
+		return StartResult{}, fmt.Errorf("start task %s: %w", taskID, err)
+	}
+	if len(res) != 2 {
+		return StartResult{}, fmt.Errorf("start task %s: unexpected reply %v", taskID, res)
 	}
 	epoch, _ := res[0].(int64)
 	why, _ := res[1].(string)
 	switch {
 	case epoch < 0:
-		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, ErrUnknownTask)
+		return StartResult{}, fmt.Errorf("start task %s: %w", taskID, ErrUnknownTask)
 	case epoch == 0:
 		return StartResult{Done: why == "done", Duplicate: why == "duplicate"}, nil
 	}
@@ -233,15 +316,48 @@ return {stale, id}
 // event is then recorded with Stale set and does not count as the outcome.
 // Retrying Finish with the same envelope is safe.
 func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err error) {
+	st, errs := l.FinishBatch(ctx, []events.Envelope{e})
+	return st[0], errs[0]
+}
+
+// FinishBatch runs Finish for every envelope in one round trip (per Redis
+// node). stale[i] and errs[i] are the outcome of es[i].
+func (l *Log) FinishBatch(ctx context.Context, es []events.Envelope) (stale []bool, errs []error) {
+	stale, errs = make([]bool, len(es)), make([]error, len(es))
+	sc := make([]scriptCall, len(es))
+	ids := make([]string, len(es))
+	for i, e := range es {
+		sc[i], ids[i], errs[i] = l.finishCall(e)
+	}
+	for i, cmd := range runScripts(ctx, l.rdb, sc) {
+		if errs[i] != nil {
+			continue
+		}
+		res, err := cmd.Slice()
+		if err != nil {
+			errs[i] = fmt.Errorf("finish task %s: %w", ids[i], err)
+			continue
+		}
+		if len(res) != 2 {
+			errs[i] = fmt.Errorf("finish task %s: unexpected reply %v", ids[i], res)
+			continue
+		}
+		s, _ := res[0].(int64)
+		stale[i] = s == 1
+	}
+	return stale, errs
+}
+
+func (l *Log) finishCall(e events.Envelope) (scriptCall, string, error) {
 	p, ok := e.Payload.(events.TaskFinished)
 	if !ok {
-		return false, fmt.Errorf("finish: payload is %T, want events.TaskFinished", e.Payload)
+		return scriptCall{}, "", fmt.Errorf("finish: payload is %T, want events.TaskFinished", e.Payload)
 	}
 	p.Stale = false
 	e.Payload = p
 	fields, data, err := encodeSplit(e)
 	if err != nil {
-		return false, err
+		return scriptCall{}, p.TaskID, err
 	}
 	retry := "0"
 	if p.WillRetry {
@@ -250,17 +366,11 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	p.Stale, p.WillRetry = true, false
 	staleData, err := json.Marshal(p)
 	if err != nil {
-		return false, err
+		return scriptCall{}, p.TaskID, err
 	}
-	retention := l.retentionSeconds()
-	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String(), retry}, fields...)
+	args := append([]any{p.Attempt, data, string(staleData), l.retentionSeconds(), string(p.Outcome), e.ID.String(), retry}, fields...)
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
-	if err != nil {
-		return false, fmt.Errorf("finish task %s: %w", p.TaskID, err)
-	}
-	s, _ := res[0].(int64)
-	return s == 1, nil
+	return scriptCall{script: finishScript, keys: keys, args: args}, p.TaskID, nil
 }
 
 // encodeSplit encodes e and returns the fields without "data", and data.
