@@ -45,6 +45,8 @@ type agent struct {
 	m    *metrics
 	// consuming is true while the dispatchers run (for /readyz).
 	consuming atomic.Bool
+	// rec records results and acknowledges entries in batches.
+	rec *recorder
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -85,6 +87,16 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	hardStop, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
 	a.hardStop = hardStop
+	// The recorder serves the dispatchers until the last of their tasks
+	// is recorded, so it stops after the group has returned.
+	a.rec = newRecorder(a.log, rdb)
+	recCtx, stopRec := context.WithCancel(hardStop)
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		a.rec.Run(recCtx)
+	}()
+	defer func() { stopRec(); <-recDone }()
 	go func() {
 		select {
 		case <-ctx.Done():

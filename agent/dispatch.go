@@ -83,20 +83,87 @@ func (d *dispatcher) Run(ctx context.Context) error {
 			continue
 		}
 		backoff.Reset()
-		for _, m := range msgs {
-			// Entries read are this worker's now: run them even if the
-			// agent is stopping (they then end within the grace period).
+		// Entries read are this worker's now: run them even if the agent
+		// is stopping (they then end within the grace period).
+		jobs := make([]*job, len(msgs))
+		for i, m := range msgs {
 			d.a.slots <- struct{}{}
 			d.track(m.ID, true)
+			jobs[i] = d.prepare(m)
+		}
+		d.startAll(jobs)
+		for _, j := range jobs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer d.release(1)
-				defer d.track(m.ID, false)
-				d.handle(m)
+				defer d.track(j.m.ID, false)
+				d.handle(j)
 			}()
 		}
 	}
+}
+
+// job is one dispatched entry on its way through the agent.
+type job struct {
+	m   streams.Message
+	sub events.TaskSubmitted
+	// ok is false for an entry that is not a submission.
+	ok bool
+	// dup is true when the task is already running here.
+	dup bool
+	lg  *slog.Logger
+	// startEv and start are the first attempt's start, made for all jobs
+	// of a read at once; started says it was tried, startErr is its error.
+	startEv  events.Envelope
+	start    streams.StartResult
+	started  bool
+	startErr error
+}
+
+// prepare classifies an entry just read; a submission that can start now
+// gets its start event, to be sent with the others of its read.
+func (d *dispatcher) prepare(m streams.Message) *job {
+	j := &job{m: m}
+	j.sub, j.ok = m.Envelope.Payload.(events.TaskSubmitted)
+	if !j.ok {
+		return j
+	}
+	if _, busy := d.a.inflight.LoadOrStore(j.sub.TaskID, true); busy {
+		j.dup = true
+		return j
+	}
+	if !j.sub.Deadline.IsZero() && time.Now().After(j.sub.Deadline) {
+		return j // expire first; no start in the batch
+	}
+	j.startEv = d.newStart(m, j.sub)
+	j.started = true
+	return j
+}
+
+// startAll starts the first attempt of every job that can start, in one
+// round trip.
+func (d *dispatcher) startAll(jobs []*job) {
+	var calls []streams.StartCall
+	var which []*job
+	for _, j := range jobs {
+		if j.started {
+			calls = append(calls, streams.StartCall{Event: j.startEv, Entry: j.m.Stream + "/" + j.m.ID})
+			which = append(which, j)
+		}
+	}
+	if len(calls) == 0 {
+		return
+	}
+	res, errs := d.a.log.StartBatch(d.a.hardStop, calls)
+	for i, j := range which {
+		j.start, j.startErr = res[i], errs[i]
+	}
+}
+
+func (d *dispatcher) newStart(m streams.Message, sub events.TaskSubmitted) events.Envelope {
+	return d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
+		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
 }
 
 // waitFree returns the number of free task slots once there is at least
@@ -126,36 +193,72 @@ func (d *dispatcher) release(n int) {
 // finish (fenced), acknowledge. Redis calls are retried until the agent's
 // hard stop; an entry whose processing is cut short stays pending and is
 // delivered again.
-func (d *dispatcher) handle(m streams.Message) {
+func (d *dispatcher) handle(j *job) {
 	ctx := d.a.hardStop
-	sub, ok := m.Envelope.Payload.(events.TaskSubmitted)
-	if !ok {
+	m, sub := j.m, j.sub
+	if !j.ok {
 		d.deadLetter(ctx, m, fmt.Sprintf("unexpected %s event in a dispatch stream; only %s belongs here", m.Envelope.Type, events.TypeTaskSubmitted))
 		return
 	}
 	lg := d.lg.With("task_id", sub.TaskID, "task", sub.Task)
-	if _, busy := d.a.inflight.LoadOrStore(sub.TaskID, true); busy {
+	if j.dup {
 		lg.Info("duplicate delivery of a running task; acknowledged without running")
 		d.ack(ctx, m)
 		return
 	}
 	defer d.a.inflight.Delete(sub.TaskID)
 
-	if !sub.Deadline.IsZero() && time.Now().After(sub.Deadline) {
+	if !j.started {
 		if d.expire(ctx, m, sub, lg) {
 			return
 		}
 	}
-	for {
-		final, ok := d.attempt(ctx, m, sub, lg)
-		if !ok {
+	for first := true; ; first = false {
+		var startEv events.Envelope
+		var res streams.StartResult
+		var err error
+		if first && j.started && j.startErr == nil {
+			startEv, res = j.startEv, j.start
+		} else {
+			if first && j.started {
+				startEv = j.startEv // a retried call keeps its event id
+			} else {
+				startEv = d.newStart(m, sub)
+			}
+			res, err = d.startOne(ctx, m, startEv, j.startErr)
+		}
+		if err != nil {
 			return // stopping; the entry stays pending and is delivered again
 		}
+		final, acked, ok := d.attempt(ctx, m, sub, startEv, res, lg)
+		if !ok {
+			return
+		}
 		if final {
-			break
+			if !acked {
+				d.ack(ctx, m)
+			}
+			return
 		}
 	}
-	d.ack(ctx, m)
+}
+
+// startOne starts an attempt, retrying until the hard stop. An unknown task
+// is not an error: the zero result says so.
+func (d *dispatcher) startOne(ctx context.Context, m streams.Message, startEv events.Envelope, prev error) (streams.StartResult, error) {
+	var res streams.StartResult
+	if errors.Is(prev, streams.ErrUnknownTask) {
+		return res, nil
+	}
+	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
+		var err error
+		res, err = d.a.log.Start(ctx, startEv, m.Stream+"/"+m.ID)
+		if errors.Is(err, streams.ErrUnknownTask) {
+			return nil
+		}
+		return err
+	})
+	return res, err
 }
 
 // expire ends a task whose deadline passed before it started. It reports
@@ -181,35 +284,22 @@ func (d *dispatcher) expire(ctx context.Context, m streams.Message, sub events.T
 	return true
 }
 
-// attempt runs one attempt: start (fenced), execute, finish (fenced). It
-// reports final when no further attempt follows, and ok false when the
-// agent is stopping before the attempt was recorded.
-func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.TaskSubmitted, lg *slog.Logger) (final, ok bool) {
-	// One envelope for all tries: the store recognises a retried call by
-	// its event id.
-	startEv := d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
-		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
-	var res streams.StartResult
-	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
-		var err error
-		res, err = d.a.log.Start(ctx, startEv, m.Stream+"/"+m.ID)
-		if errors.Is(err, streams.ErrUnknownTask) {
-			return nil
-		}
-		return err
-	})
+// attempt runs one started attempt: execute, finish (fenced). It reports
+// final when no further attempt follows, acked when the entry was
+// acknowledged with the finish, and ok false when the agent is stopping
+// before the attempt was recorded.
+func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.TaskSubmitted, startEv events.Envelope,
+	res streams.StartResult, lg *slog.Logger) (final, acked, ok bool) {
 	switch {
-	case err != nil:
-		return false, false
 	case res.Done:
 		lg.Info("task already ended; acknowledged without running")
-		return true, true
+		return true, false, true
 	case res.Duplicate:
 		lg.Info("duplicate dispatch of a task running elsewhere; acknowledged without running")
-		return true, true
+		return true, false, true
 	case res.Attempt == 0:
 		d.deadLetter(ctx, m, fmt.Sprintf("task %s has no record (never submitted, or finished longer ago than the fence retention)", sub.TaskID))
-		return true, true
+		return true, true, true
 	}
 	lg = lg.With("attempt", res.Attempt)
 	lg.Info("task started")
@@ -224,26 +314,38 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 	d.a.m.duration.WithLabelValues(sub.Task).Observe(took.Seconds())
 
 	maxAttempts := max(sub.MaxAttempts, 1)
-	retry := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled &&
-		res.Attempt < maxAttempts && d.a.hardStop.Err() == nil
+	failed := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled
+	retry := failed && res.Attempt < maxAttempts && d.a.hardStop.Err() == nil
+	// A task that failed its last of several attempts is copied to the
+	// dead letters before its entry is acknowledged.
+	keepDead := failed && !retry && maxAttempts > 1
 	fin := events.TaskFinished{TaskID: sub.TaskID, Attempt: res.Attempt, Worker: d.a.cfg.Hostname,
 		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds(),
 		WillRetry: retry}
 	finEv := d.a.src.New(fin, events.WithCorrelation(sub.TaskID))
-	var stale bool
-	err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
-		var err error
-		stale, err = d.a.log.Finish(ctx, finEv)
-		return err
-	})
+	var ackWith *streams.Message
+	if !retry && !keepDead {
+		ackWith = &m
+	}
+	rec := d.a.rec.finish(finEv, ackWith)
+	stale, err := rec.stale, rec.err
+	if err != nil {
+		// The batch failed for it: retry on its own (idempotent on the event id).
+		err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
+			var err error
+			stale, err = d.a.log.Finish(ctx, finEv)
+			return err
+		})
+	}
 	if err != nil {
 		lg.Error("could not record the result; the task will run again", "err", err)
-		return false, false
+		return false, false, false
 	}
+	acked = rec.acked
 	switch {
 	case stale:
 		lg.Warn("result recorded as stale: a newer attempt superseded this one", "outcome", result.Outcome)
-		return true, true
+		return true, acked, true
 	case retry:
 		d.a.m.retries.Inc()
 		wait := retryBackoff(sub.BackoffMS, res.Attempt)
@@ -251,17 +353,17 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 			"attempts_left", maxAttempts-res.Attempt)
 		streams.Sleep(d.a.hardStop, wait)
 		if d.a.hardStop.Err() != nil {
-			return false, false
+			return false, false, false
 		}
-		return false, true
+		return false, false, true
 	}
 	lg.Info("task finished", "outcome", result.Outcome, "exit_code", result.ExitCode, "duration", took.Round(time.Millisecond))
-	if result.Outcome != events.Succeeded && result.Outcome != events.Cancelled && maxAttempts > 1 {
+	if keepDead {
 		// Retries are exhausted: keep the submission in the dead letters,
 		// where it can be looked at and redriven.
 		d.keepDead(ctx, m, sub, fmt.Sprintf("%s after %d attempts: %s", result.Outcome, res.Attempt, orReason(result)))
 	}
-	return true, true
+	return true, acked, true
 }
 
 // retryBackoff is the delay before attempt n+1: base doubling with each
@@ -354,7 +456,12 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 	return res, took
 }
 
+// ack acknowledges an entry, batched with the agent's other
+// acknowledgements; if that fails it retries on its own until the hard stop.
 func (d *dispatcher) ack(ctx context.Context, m streams.Message) {
+	if d.a.rec.ackEntry(m) == nil {
+		return
+	}
 	err := d.a.retry(ctx, "ack", func(ctx context.Context) error { return d.reader.Ack(ctx, m.Stream, m.ID) })
 	if err != nil {
 		d.lg.Warn("ack failed; the entry will be delivered again", "entry", m.ID, "err", err)

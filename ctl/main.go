@@ -137,6 +137,7 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 		EnableShellCompletion: true,
 		Commands: []*cli.Command{
 			agentCommand(),
+			benchCommand(),
 			clusterCommand(),
 			configCommand(),
 			contextCommand(),

@@ -246,3 +246,46 @@ func TestGuardsDoNotShareFields(t *testing.T) {
 		}
 	}
 }
+
+// A batch larger than one script call takes (a job of 300 tasks, many
+// records, repeated guards) gives the fold too.
+func TestStoreMatchesFoldLargeBatch(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, _ := streams.NewKeys(streamstest.ClusterName(t), 0)
+			store := projections.NewStore(srv.Client(t), keys)
+			src := events.Source{Cluster: "c"}
+			var msgs []streams.Message
+			add := func(p events.Payload) {
+				msgs = append(msgs, streams.Message{ID: fmt.Sprintf("1700000000000-%d", len(msgs)), Envelope: src.New(p)})
+			}
+			for i := range 300 {
+				id := fmt.Sprintf("t%03d", i)
+				add(events.TaskSubmitted{TaskID: id, JobID: "big", Task: "command", Route: events.RouteWorker, Target: fmt.Sprintf("w%d", i%7)})
+				add(events.TaskStarted{TaskID: id, Attempt: 1, Worker: fmt.Sprintf("w%d", i%7)})
+				add(events.WorkerHeartbeat{Hostname: fmt.Sprintf("w%d", i%7), Seq: int64(i), HeartbeatMS: 1000})
+				add(events.TaskFinished{TaskID: id, Attempt: 1, Worker: fmt.Sprintf("w%d", i%7), Outcome: events.Succeeded})
+			}
+			shuffled := append([]streams.Message(nil), msgs...)
+			rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			if err := store.Apply(ctx, shuffled); err != nil {
+				t.Fatal(err)
+			}
+			want := fold(msgs)
+			for ref, rec := range want {
+				got, err := store.Record(ctx, ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(rec, got); diff != "" {
+					t.Fatalf("%v: store differs from fold (-fold +store):\n%s", ref, diff)
+				}
+			}
+			job, err := store.Job(ctx, "big")
+			if err != nil || len(job.Tasks) != 300 || job.Counts(time.Now())["succeeded"] != 300 {
+				t.Errorf("job = %d tasks, counts %v, %v; want 300 succeeded", len(job.Tasks), job.Counts(time.Now()), err)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Every Redis key celeroot uses is built in this file, and nowhere else.
@@ -24,11 +25,11 @@ import (
 //	celeroot:<c>:{meta}:cluster          hash   cluster metadata (shard count, created)
 //	celeroot:<c>:{ev:<n>}:events         stream event store shard n (workers, tasks)
 //	celeroot:<c>:{ev:<n>}:fence:<task>   hash   attempt epoch and state of a task in shard n
+//	celeroot:<c>:{ev:<n>}:task:<task>    hash   task projection, in its shard's slot
 //	celeroot:<c>:{w:<host>}:dispatch     stream tasks sent to one worker
 //	celeroot:<c>:{w:<host>}:control      stream commands to one worker (drain, cancel)
 //	celeroot:<c>:{w:<host>}:worker       hash   worker projection
 //	celeroot:<c>:{q:<role>}:dispatch     stream tasks queued for any worker of a role
-//	celeroot:<c>:{t:<task>}:task         hash   task projection
 //	celeroot:<c>:{t:<task>}:log          stream the task's output (task.log.v1 events)
 //	celeroot:<c>:{j:<job>}:job           hash   job projection (the tasks of a fan-out run)
 //	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
@@ -112,6 +113,18 @@ func (k Keys) key(tag, name string) string {
 	return "celeroot:" + k.Cluster + ":{" + tag + "}:" + name
 }
 
+// HashTag returns the Redis Cluster hash tag of key: the text between the
+// first "{" and the next "}", or the whole key if it has none. Keys with
+// the same tag are in the same slot.
+func HashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
 // Prefix is the prefix of every key of the cluster, for ACLs and SCAN.
 func (k Keys) Prefix() string { return "celeroot:" + k.Cluster + ":" }
 
@@ -159,8 +172,13 @@ func (k Keys) WorkerProjection(host string) string { return k.key("w:"+host, "wo
 // RoleQueue is the stream of tasks any worker of a role may take.
 func (k Keys) RoleQueue(role string) string { return k.key("q:"+role, "dispatch") }
 
-// TaskProjection is the projection hash of one task.
-func (k Keys) TaskProjection(taskID string) string { return k.key("t:"+taskID, "task") }
+// TaskProjection is the projection hash of one task. It lives in the slot
+// of the task's event shard, beside its fence: the projector then updates
+// all the tasks of a shard's batch in one script call, and a failover rolls
+// a task's projection back together with the events it was built from.
+func (k Keys) TaskProjection(taskID string) string {
+	return k.key("ev:"+strconv.Itoa(k.ShardOf(taskID)), "task:"+taskID)
+}
 
 // JobProjection is the projection hash of one fan-out job.
 func (k Keys) JobProjection(jobID string) string { return k.key("j:"+jobID, "job") }

@@ -161,7 +161,8 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 // startScript hands out the next attempt epoch and records task.started
 // with it, unless the task already ended. The payload is ARGV[1] .. epoch ..
 // ARGV[2]; ARGV[3] is the worker, ARGV[4] the event id, ARGV[5] the
-// dispatch entry being run; the rest are the envelope fields.
+// dispatch entry being run; the rest are the envelope fields, ending with
+// "data" and a placeholder the script replaces with the payload.
 //
 // A call repeated with the same event id (a retry whose reply was lost)
 // returns the epoch it handed out. A second dispatch entry of a task that is
@@ -169,22 +170,16 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 // one submission never runs twice at once; the same entry delivered again
 // (a restart, a reclaim) starts a new attempt.
 var startScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[2], 'state')
+local h = redis.call('HMGET', KEYS[2], 'state', 'start_event', 'epoch', 'entry')
+local st = h[1]
 if not st then return {-1, 'unknown'} end
 if st == 'done' or st == 'dead' or st == 'ended' then return {0, 'done'} end
-if redis.call('HGET', KEYS[2], 'start_event') == ARGV[4] then
-  return {tonumber(redis.call('HGET', KEYS[2], 'epoch')), 'again'}
-end
-if st == 'running' and redis.call('HGET', KEYS[2], 'entry') ~= ARGV[5] then
-  return {0, 'duplicate'}
-end
-local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3], 'start_event', ARGV[4], 'entry', ARGV[5])
-local f = {}
-for i = 6, #ARGV do f[#f+1] = ARGV[i] end
-f[#f+1] = 'data'
-f[#f+1] = ARGV[1] .. epoch .. ARGV[2]
-local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+if h[2] == ARGV[4] then return {tonumber(h[3]), 'again'} end
+if st == 'running' and h[4] ~= ARGV[5] then return {0, 'duplicate'} end
+local epoch = tonumber(h[3] or '0') + 1
+redis.call('HSET', KEYS[2], 'epoch', epoch, 'state', 'running', 'worker', ARGV[3], 'start_event', ARGV[4], 'entry', ARGV[5])
+ARGV[#ARGV] = ARGV[1] .. epoch .. ARGV[2]
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))
 return {epoch, id}
 `)
 
@@ -255,6 +250,7 @@ func (l *Log) startCall(e events.Envelope, entry string) (scriptCall, string, er
 		return scriptCall{}, p.TaskID, errors.New("start: attempt placeholder not found in payload")
 	}
 	args := append([]any{prefix, suffix, p.Worker, e.ID.String(), entry}, fields...)
+	args = append(args, events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	return scriptCall{script: startScript, keys: keys, args: args}, p.TaskID, nil
 }
@@ -282,32 +278,26 @@ func parseStart(taskID string, cmd *redis.Cmd) (StartResult, error) {
 // task's current one, as stale otherwise. ARGV[1] attempt, ARGV[2] payload,
 // ARGV[3] stale payload, ARGV[4] fence retention in seconds, ARGV[5] outcome,
 // ARGV[6] event id, ARGV[7] "1" if the task is retried after this attempt,
-// then the envelope fields. A call repeated with the same event id appends
+// then the envelope fields, ending with "data" and a placeholder the script
+// replaces with the payload. A call repeated with the same event id appends
 // nothing and answers as the first did.
 var finishScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], 'finish_event') == ARGV[6] then
-  return {tonumber(redis.call('HGET', KEYS[2], 'finish_stale')), 'again'}
-end
-local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
-local st = redis.call('HGET', KEYS[2], 'state')
+local h = redis.call('HMGET', KEYS[2], 'finish_event', 'finish_stale', 'epoch', 'state')
+if h[1] == ARGV[6] then return {tonumber(h[2]), 'again'} end
 local data, stale = ARGV[3], 1
-if st == 'running' and epoch == tonumber(ARGV[1]) then
+if h[4] == 'running' and tonumber(h[3]) == tonumber(ARGV[1]) then
   data, stale = ARGV[2], 0
   if ARGV[7] == '1' then
-    redis.call('HSET', KEYS[2], 'state', 'retrying')
+    redis.call('HSET', KEYS[2], 'state', 'retrying', 'finish_event', ARGV[6], 'finish_stale', 0)
   else
-    redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
+    redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5], 'finish_event', ARGV[6], 'finish_stale', 0)
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
+elseif h[4] then
+  redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', 1)
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', stale)
-end
-local f = {}
-for i = 8, #ARGV do f[#f+1] = ARGV[i] end
-f[#f+1] = 'data'
-f[#f+1] = data
-local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+ARGV[#ARGV] = data
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 8))
 return {stale, id}
 `)
 
@@ -369,6 +359,7 @@ func (l *Log) finishCall(e events.Envelope) (scriptCall, string, error) {
 		return scriptCall{}, p.TaskID, err
 	}
 	args := append([]any{p.Attempt, data, string(staleData), l.retentionSeconds(), string(p.Outcome), e.ID.String(), retry}, fields...)
+	args = append(args, events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	return scriptCall{script: finishScript, keys: keys, args: args}, p.TaskID, nil
 }

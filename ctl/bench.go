@@ -1,0 +1,665 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/celeroot/celeroot/agent"
+	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/projections"
+	"github.com/celeroot/celeroot/streams"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/urfave/cli/v3"
+)
+
+// The bench command runs workloads through the real code paths (the
+// agents are agent.Run with a no-op executor, many in this process) against
+// a Redis, in a cluster namespace of its own that it deletes afterwards.
+
+// benchRole is the role of the bench's simulated workers.
+const benchRole = "bench"
+
+func benchCommand() *cli.Command {
+	common := func(extra ...cli.Flag) []cli.Flag {
+		return append([]cli.Flag{
+			outputFlag(),
+			&cli.BoolFlag{Name: "keep", Usage: "keep the bench cluster's keys afterwards (they are deleted by default)"},
+		}, extra...)
+	}
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure throughput, latency, fan-out, a large fleet, rebuild and footprint against a Redis",
+		Description: `Each scenario runs the real code (agents are 'celeroot agent' code with a
+no-op executor, many in this process) against the Redis of --redis, by default
+the one 'celeroot dev' starts (redis://127.0.0.1:6390), in a throwaway cluster
+namespace (bench-<id>) whose keys are deleted afterwards. Nothing of another
+cluster is touched.
+
+CPU figures are this process's (submitters, agents and projectors together)
+and the Redis server's, per task: they show what the work costs whatever else
+runs on the machine. Round trips count the Redis calls this process made
+(a pipeline counts once).
+
+Examples:
+  celeroot bench throughput --tasks 100000 --agents 4
+  celeroot bench throughput --exec /bin/true --tasks 5000
+  celeroot bench latency --rate 2000 --duration 10s
+  celeroot bench fanout --workers 1000
+  celeroot bench fleet --workers 10000 --duration 60s
+  celeroot bench rebuild --events 1000000
+  celeroot bench footprint
+  celeroot bench all --short -o json`,
+		Commands: []*cli.Command{
+			{
+				Name:  "throughput",
+				Usage: "push N tasks through the full path (submit, dispatch, execute, result, projection) with K agents",
+				Flags: common(
+					&cli.IntFlag{Name: "tasks", Usage: "tasks to run", Value: 100000},
+					&cli.IntFlag{Name: "agents", Usage: "agents (each with its own connection pool, as separate processes would have)", Value: 4},
+					&cli.IntFlag{Name: "concurrency", Usage: "tasks each agent runs at once", Value: 256},
+					&cli.IntFlag{Name: "projectors", Usage: "agents that also run the projector", Value: 2},
+					&cli.IntFlag{Name: "batch", Usage: "tasks per submission round trip", Value: 256},
+					&cli.IntFlag{Name: "submitters", Usage: "goroutines submitting", Value: 2},
+					&cli.StringFlag{Name: "exec", Usage: "run this command for each task (e.g. /bin/true) instead of the no-op executor"},
+				),
+				Action: benchAction(runThroughput),
+			},
+			{
+				Name:  "latency",
+				Usage: "submit tasks one by one at a fixed rate; submit-to-start and submit-to-result percentiles",
+				Flags: common(
+					&cli.IntFlag{Name: "rate", Usage: "tasks per second", Value: 2000},
+					&cli.DurationFlag{Name: "duration", Usage: "how long to submit", Value: 10 * time.Second},
+					&cli.IntFlag{Name: "agents", Usage: "agents", Value: 4},
+					&cli.IntFlag{Name: "concurrency", Usage: "tasks each agent runs at once", Value: 64},
+					&cli.IntFlag{Name: "projectors", Usage: "agents that also run the projector", Value: 2},
+				),
+				Action: benchAction(runLatency),
+			},
+		},
+	}
+}
+
+// benchAction connects, runs a scenario in a fresh cluster namespace,
+// prints its result and cleans up.
+func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error)) cli.ActionFunc {
+	return func(ctx context.Context, cmd *cli.Command) error {
+		format, err := outputFormat(cmd)
+		if err != nil {
+			return err
+		}
+		b, err := newBench(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer b.close(ctx, cmd.Bool("keep"))
+		res, err := run(ctx, b, cmd)
+		if err != nil {
+			return err
+		}
+		return printBench(cmd.Root().Writer, format, []benchResult{res})
+	}
+}
+
+// bench is one run's connection and namespace.
+type bench struct {
+	conn  *streams.ConnConfig
+	admin redis.UniversalClient
+	keys  streams.Keys
+	// trips counts the Redis calls of every client the bench made.
+	trips atomic.Int64
+	logw  io.Writer
+}
+
+func newBench(ctx context.Context, cmd *cli.Command) (*bench, error) {
+	c, err := connection(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if !cmd.IsSet("redis") && c.url == DefaultRedisURL {
+		c.url = fmt.Sprintf("redis://127.0.0.1:%d", DefaultDevPort)
+	}
+	cfg, err := c.parse()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := streams.Connect(ctx, cfg, 0, connectTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("%w (start one with 'celeroot dev', or name another with --redis)", err)
+	}
+	name := "bench-" + strings.ToLower(ulid.Make().String()[16:])
+	keys, err := streams.LoadKeys(ctx, admin, name)
+	if err != nil {
+		admin.Close()
+		return nil, err
+	}
+	b := &bench{conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
+	if _, _, err := streams.Init(ctx, admin, keys, "bench"); err != nil {
+		b.close(ctx, false)
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) close(ctx context.Context, keep bool) {
+	if !keep {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if _, err := streams.DeleteCluster(ctx, b.admin, b.keys); err != nil {
+			fmt.Fprintf(b.logw, "celeroot: bench: could not delete the bench cluster %s: %v\n", b.keys.Cluster, err)
+		}
+	} else {
+		fmt.Fprintf(b.logw, "bench cluster kept: --cluster %s\n", b.keys.Cluster)
+	}
+	b.admin.Close()
+}
+
+// client opens a client of its own (with its own pool) that counts its
+// round trips.
+func (b *bench) client(ctx context.Context, pool int) (redis.UniversalClient, error) {
+	rdb, err := streams.Connect(ctx, b.conn, pool, connectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	rdb.AddHook(tripHook{&b.trips})
+	return rdb, nil
+}
+
+// tripHook counts commands and pipelines (a pipeline counts once).
+type tripHook struct{ n *atomic.Int64 }
+
+func (h tripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// fleet is a set of agents running in this process.
+type fleet struct {
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	clients []redis.UniversalClient
+	mu      sync.Mutex
+	errs    []error
+}
+
+// agentSpec says how to run the simulated agents of a scenario.
+type agentSpec struct {
+	n int
+	// perClient agents share one client (1: each has its own pool).
+	perClient   int
+	concurrency int
+	projectors  int
+	exec        agent.Executor
+	heartbeat   time.Duration
+}
+
+// startFleet starts spec.n agents named <prefix><i> of role bench and
+// returns once they run.
+func (b *bench) startFleet(ctx context.Context, prefix string, spec agentSpec) (*fleet, error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &fleet{cancel: cancel}
+	logger := slog.New(slog.NewTextHandler(b.logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if spec.perClient < 1 {
+		spec.perClient = 1
+	}
+	var rdb redis.UniversalClient
+	for i := range spec.n {
+		cfg := agent.Config{Keys: b.keys, Hostname: fmt.Sprintf("%s%d", prefix, i), Role: benchRole,
+			Version: Version, Concurrency: spec.concurrency, Projector: i < spec.projectors, Exec: spec.exec,
+			Heartbeat: spec.heartbeat, Scheduler: agent.SchedulerNever, ShutdownTimeout: 5 * time.Second, Logger: logger}
+		if i%spec.perClient == 0 {
+			var err error
+			if rdb, err = b.client(ctx, cfg.PoolSize()*spec.perClient); err != nil {
+				f.stop()
+				return nil, err
+			}
+			f.clients = append(f.clients, rdb)
+		}
+		f.wg.Add(1)
+		go func(rdb redis.UniversalClient) {
+			defer f.wg.Done()
+			if err := agent.Run(ctx, rdb, cfg); err != nil && ctx.Err() == nil {
+				f.mu.Lock()
+				f.errs = append(f.errs, fmt.Errorf("agent %s: %w", cfg.Hostname, err))
+				f.mu.Unlock()
+			}
+		}(rdb)
+	}
+	return f, nil
+}
+
+func (f *fleet) stop() error {
+	f.cancel()
+	f.wg.Wait()
+	for _, c := range f.clients {
+		c.Close()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.errs...)
+}
+
+func (f *fleet) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.errs...)
+}
+
+// waitWorkers waits until n workers are registered in the projections.
+func (b *bench) waitWorkers(ctx context.Context, f *fleet, n int, within time.Duration) error {
+	store := projections.NewStore(b.admin, b.keys)
+	deadline := time.Now().Add(within)
+	for {
+		ws, err := store.Workers(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ws) >= n {
+			return nil
+		}
+		if err := f.err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d workers registered after %s", len(ws), n, within)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitEnded waits until every task of ids is projected as ended and
+// returns when the last one was seen.
+func (b *bench) waitEnded(ctx context.Context, f *fleet, ids []string, within time.Duration) (time.Time, error) {
+	store := projections.NewStore(b.admin, b.keys)
+	deadline := time.Now().Add(within)
+	left := ids
+	for {
+		// Tasks end roughly in order: look at the newest first, and count
+		// everything only once it is done.
+		probe := left[len(left)-min(len(left), 64):]
+		n, err := store.CountEnded(ctx, probe)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if n == len(probe) {
+			if n, err = store.CountEnded(ctx, left); err != nil {
+				return time.Time{}, err
+			}
+			if n == len(left) {
+				return time.Now(), nil
+			}
+		}
+		if err := f.err(); err != nil {
+			return time.Time{}, err
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%d of %d tasks not ended after %s", len(left)-n, len(ids), within)
+		}
+		if err := sleepCtx(ctx, 2*time.Millisecond); err != nil {
+			return time.Time{}, err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// usage is what a measured stretch cost.
+type usage struct {
+	wall    time.Duration
+	selfCPU time.Duration
+	server  streams.ServerCounters
+	trips   int64
+}
+
+type meter struct {
+	b      *bench
+	start  time.Time
+	cpu    time.Duration
+	server streams.ServerCounters
+	trips  int64
+}
+
+func (b *bench) meter(ctx context.Context) (*meter, error) {
+	sc, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return nil, err
+	}
+	return &meter{b: b, start: time.Now(), cpu: selfCPU(), server: sc, trips: b.trips.Load()}, nil
+}
+
+func (m *meter) read(ctx context.Context) (usage, error) {
+	u := usage{wall: time.Since(m.start), selfCPU: selfCPU() - m.cpu, trips: m.b.trips.Load() - m.trips}
+	sc, err := streams.Counters(ctx, m.b.admin)
+	if err != nil {
+		return u, err
+	}
+	u.server = streams.ServerCounters{CPU: sc.CPU - m.server.CPU, Commands: sc.Commands - m.server.Commands,
+		Memory: sc.Memory - m.server.Memory, Clients: sc.Clients, Nodes: sc.Nodes}
+	return u, nil
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchResult is one scenario's figures, in the order they are printed.
+type benchResult struct {
+	Scenario string         `json:"scenario"`
+	Params   map[string]any `json:"params"`
+	Figures  []benchFigure  `json:"figures"`
+}
+
+type benchFigure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+func (r *benchResult) add(name string, v float64, unit string) {
+	r.Figures = append(r.Figures, benchFigure{Name: name, Value: v, Unit: unit})
+}
+
+// addUsage adds the per-task costs of u over n tasks.
+func (r *benchResult) addUsage(u usage, n int) {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	r.add("client CPU per task", per(u.selfCPU), "µs")
+	r.add("Redis CPU per task", per(u.server.CPU), "µs")
+	r.add("Redis commands per task", float64(u.server.Commands)/float64(n), "")
+	r.add("round trips per task", float64(u.trips)/float64(n), "")
+	r.add("client CPU", 100*u.selfCPU.Seconds()/u.wall.Seconds(), "% of a core")
+	r.add("Redis CPU", 100*u.server.CPU.Seconds()/u.wall.Seconds(), "% of a core")
+}
+
+func printBench(w io.Writer, format string, results []benchResult) error {
+	if ok, err := writeData(w, format, results); ok || err != nil {
+		return err
+	}
+	for i, r := range results {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		var params []string
+		for _, k := range sortedKeys(r.Params) {
+			params = append(params, fmt.Sprintf("%s=%v", k, r.Params[k]))
+		}
+		fmt.Fprintf(w, "%s (%s)\n", r.Scenario, strings.Join(params, " "))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, f := range r.Figures {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, formatFigure(f.Value), f.Unit)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func formatFigure(v float64) string {
+	switch {
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return fmt.Sprintf("%d", int64(v))
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// machine describes where the bench ran, for the record.
+func (b *bench) machine(ctx context.Context) map[string]any {
+	m := map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version()}
+	if si, err := streams.Info(ctx, b.admin); err == nil {
+		m["redis"] = si.Version
+		m["redis_mode"] = si.Mode
+		m["aof"] = si.AOF
+		if si.AppendFsync != "" {
+			m["appendfsync"] = si.AppendFsync
+		}
+	}
+	return m
+}
+
+func runThroughput(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	n, agents := int(cmd.Int("tasks")), int(cmd.Int("agents"))
+	batch, submitters := max(int(cmd.Int("batch")), 1), max(int(cmd.Int("submitters")), 1)
+	if n < 1 || agents < 1 {
+		return benchResult{}, usagef("--tasks and --agents must be at least 1")
+	}
+	spec := agentSpec{n: agents, concurrency: int(cmd.Int("concurrency")), projectors: int(cmd.Int("projectors")),
+		exec: agent.NopExecutor{}}
+	argv := []string{"true"}
+	if c := cmd.String("exec"); c != "" {
+		spec.exec, argv = agent.CommandExecutor{}, []string{c}
+	}
+	params := b.machine(ctx)
+	for k, v := range map[string]any{"tasks": n, "agents": agents, "concurrency": spec.concurrency,
+		"projectors": spec.projectors, "batch": batch, "submitters": submitters, "exec": strings.Join(argv, " ")} {
+		params[k] = v
+	}
+	if cmd.String("exec") == "" {
+		params["exec"] = "no-op"
+	}
+	f, err := b.startFleet(ctx, "tp", spec)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer f.stop()
+	if err := b.waitWorkers(ctx, f, agents, 30*time.Second); err != nil {
+		return benchResult{}, err
+	}
+	sub, err := b.client(ctx, submitters*2)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer sub.Close()
+	log := streams.NewLog(sub, b.keys)
+	src := events.Source{Cluster: b.keys.Cluster, Actor: "bench"}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = ulid.Make().String()
+	}
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	var wg sync.WaitGroup
+	var subErr atomic.Pointer[error]
+	next := atomic.Int64{}
+	for range submitters {
+		wg.Go(func() {
+			evs := make([]events.Envelope, 0, batch)
+			for {
+				lo := int(next.Add(int64(batch))) - batch
+				if lo >= n {
+					return
+				}
+				evs = evs[:0]
+				for _, id := range ids[lo:min(lo+batch, n)] {
+					evs = append(evs, src.New(events.TaskSubmitted{TaskID: id, Task: "command", Argv: argv,
+						Route: events.RouteQueue, Target: benchRole}, events.WithCorrelation(id)))
+				}
+				if _, errs := log.SubmitBatch(ctx, evs); errors.Join(errs...) != nil {
+					err := errors.Join(errs...)
+					subErr.Store(&err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p := subErr.Load(); p != nil {
+		return benchResult{}, fmt.Errorf("submit: %w", *p)
+	}
+	submitted := time.Since(m.start)
+	end, err := b.waitEnded(ctx, f, ids, 10*time.Minute)
+	if err != nil {
+		return benchResult{}, err
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	took := end.Sub(m.start)
+	res := benchResult{Scenario: "throughput", Params: params}
+	res.add("tasks per second", float64(n)/took.Seconds(), "tasks/s")
+	res.add("submissions per second", float64(n)/submitted.Seconds(), "tasks/s")
+	res.add("elapsed", took.Seconds(), "s")
+	res.addUsage(u, n)
+	return res, f.err()
+}
+
+// percentiles of ds (sorted in place): p50, p99, p99.9, max.
+func percentiles(ds []time.Duration) (p50, p99, p999, mx time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	at := func(q float64) time.Duration {
+		i := int(math.Ceil(q*float64(len(ds)))) - 1
+		return ds[max(0, min(i, len(ds)-1))]
+	}
+	return at(0.50), at(0.99), at(0.999), ds[len(ds)-1]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	rate, dur, agents := int(cmd.Int("rate")), cmd.Duration("duration"), int(cmd.Int("agents"))
+	if rate < 1 || dur <= 0 || agents < 1 {
+		return benchResult{}, usagef("--rate, --duration and --agents must be positive")
+	}
+	spec := agentSpec{n: agents, concurrency: int(cmd.Int("concurrency")), projectors: int(cmd.Int("projectors")),
+		exec: agent.NopExecutor{}}
+	params := b.machine(ctx)
+	for k, v := range map[string]any{"rate": rate, "duration": dur.String(), "agents": agents,
+		"concurrency": spec.concurrency, "projectors": spec.projectors} {
+		params[k] = v
+	}
+	f, err := b.startFleet(ctx, "lat", spec)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer f.stop()
+	if err := b.waitWorkers(ctx, f, agents, 30*time.Second); err != nil {
+		return benchResult{}, err
+	}
+	// Submitters are independent of one another (an open loop): a slow
+	// submission does not hold back the next one.
+	sub, err := b.client(ctx, 64)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer sub.Close()
+	log := streams.NewLog(sub, b.keys)
+	src := events.Source{Cluster: b.keys.Cluster, Actor: "bench"}
+	total := int(float64(rate) * dur.Seconds())
+	ids := make([]string, 0, total)
+	interval := time.Second / time.Duration(rate)
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	sem := make(chan struct{}, 64)
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		id := ulid.Make().String()
+		ids = append(ids, id)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			e := src.New(events.TaskSubmitted{TaskID: id, Task: "command", Argv: []string{"true"},
+				Route: events.RouteQueue, Target: benchRole}, events.WithCorrelation(id))
+			if _, err := log.Submit(ctx, e); err != nil {
+				failed.Add(1)
+			}
+		})
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	wg.Wait()
+	offered := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		return benchResult{}, fmt.Errorf("%d submissions failed", n)
+	}
+	if _, err := b.waitEnded(ctx, f, ids, 5*time.Minute); err != nil {
+		return benchResult{}, err
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	store := projections.NewStore(b.admin, b.keys)
+	var toStart, toResult []time.Duration
+	for chunk := range slices.Chunk(ids, 500) {
+		tasks, err := store.TasksByID(ctx, chunk)
+		if err != nil {
+			return benchResult{}, err
+		}
+		for _, t := range tasks {
+			if len(t.Attempts) == 0 || t.FinishedAt.IsZero() {
+				continue
+			}
+			toStart = append(toStart, t.Attempts[0].StartedAt.Sub(t.SubmittedAt))
+			toResult = append(toResult, t.FinishedAt.Sub(t.SubmittedAt))
+		}
+	}
+	res := benchResult{Scenario: "latency", Params: params}
+	res.add("offered rate", float64(len(ids))/offered.Seconds(), "tasks/s")
+	for _, s := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"submit to start", toStart}, {"submit to result", toResult}} {
+		p50, p99, p999, mx := percentiles(s.ds)
+		res.add(s.name+" p50", ms(p50), "ms")
+		res.add(s.name+" p99", ms(p99), "ms")
+		res.add(s.name+" p99.9", ms(p999), "ms")
+		res.add(s.name+" max", ms(mx), "ms")
+	}
+	res.addUsage(u, len(ids))
+	return res, f.err()
+}
