@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +39,7 @@ func benchCommand() *cli.Command {
 		return append([]cli.Flag{
 			outputFlag(),
 			&cli.BoolFlag{Name: "keep", Usage: "keep the bench cluster's keys afterwards (they are deleted by default)"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the run to this file"},
 		}, extra...)
 	}
 	return &cli.Command{
@@ -89,6 +92,22 @@ Examples:
 				),
 				Action: benchAction(runLatency),
 			},
+			{
+				Name:   "fanout",
+				Usage:  "one run targeted at all workers of a simulated fleet; time until every result is projected",
+				Flags:  common(&cli.IntFlag{Name: "workers", Usage: "simulated workers", Value: 1000}),
+				Action: benchAction(runFanout),
+			},
+			{
+				Name:  "fleet",
+				Usage: "a simulated fleet heartbeating; Redis CPU and memory, heartbeat-to-projection lag, status latency",
+				Flags: common(
+					&cli.IntFlag{Name: "workers", Usage: "simulated workers", Value: 10000},
+					&cli.DurationFlag{Name: "duration", Usage: "how long to watch once all are registered", Value: 60 * time.Second},
+					&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
+				),
+				Action: benchAction(runFleet),
+			},
 		},
 	}
 }
@@ -106,6 +125,17 @@ func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benc
 			return err
 		}
 		defer b.close(ctx, cmd.Bool("keep"))
+		if path := cmd.String("cpuprofile"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				return usagef("--cpuprofile: %v", err)
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		res, err := run(ctx, b, cmd)
 		if err != nil {
 			return err
@@ -661,5 +691,255 @@ func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 		res.add(s.name+" max", ms(mx), "ms")
 	}
 	res.addUsage(u, len(ids))
+	return res, f.err()
+}
+
+// fleetClients sizes the simulated fleets: agents per shared client.
+const fleetAgentsPerClient = 100
+
+// raiseOpenFiles lifts this process's open-file limit to at least n, as
+// far as the system allows, and reports the limit in force.
+func raiseOpenFiles(n uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur >= n {
+		return lim.Cur, nil
+	}
+	want := lim
+	want.Cur = n
+	if want.Max < n {
+		want.Max = n // allowed to a privileged process only
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		want.Cur, want.Max = lim.Max, lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			return lim.Cur, err
+		}
+	}
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Cur, nil
+}
+
+// ensureConnections makes sure this process and Redis can hold about n
+// more connections, raising the limits where allowed, or says what to do.
+func (b *bench) ensureConnections(ctx context.Context, n int) error {
+	need := uint64(n + 1024)
+	got, err := raiseOpenFiles(need)
+	if err != nil || got < need {
+		return fmt.Errorf("this fleet needs about %d connections but this process may open %d files; raise the limit (ulimit -n %d) or use fewer --workers", n, got, need)
+	}
+	sc, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return err
+	}
+	want := int(sc.Clients) + n + 1024
+	return forEachMaster(ctx, b.admin, func(ctx context.Context, c *redis.Client) error {
+		v, err := c.ConfigGet(ctx, "maxclients").Result()
+		if err != nil {
+			return fmt.Errorf("read Redis maxclients: %w", err)
+		}
+		var have int
+		fmt.Sscan(v["maxclients"], &have)
+		if have >= want {
+			return nil
+		}
+		if err := c.ConfigSet(ctx, "maxclients", fmt.Sprint(want)).Err(); err != nil {
+			return fmt.Errorf("this fleet needs Redis maxclients of at least %d (it is %d, and raising it failed: %v); start redis-server with --maxclients %d and an open-file limit above it, or use fewer --workers", want, have, err, want)
+		}
+		return nil
+	})
+}
+
+func forEachMaster(ctx context.Context, rdb redis.UniversalClient, f func(context.Context, *redis.Client) error) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, f)
+	}
+	if c, ok := rdb.(*redis.Client); ok {
+		return f(ctx, c)
+	}
+	return fmt.Errorf("unsupported client %T", rdb)
+}
+
+func runFanout(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	n := int(cmd.Int("workers"))
+	if n < 1 {
+		return benchResult{}, usagef("--workers must be at least 1")
+	}
+	params := b.machine(ctx)
+	params["workers"] = n
+	if err := b.ensureConnections(ctx, n*6); err != nil {
+		return benchResult{}, err
+	}
+	spec := agentSpec{n: n, perClient: fleetAgentsPerClient, concurrency: 1, projectors: 2, exec: agent.NopExecutor{}}
+	f, err := b.startFleet(ctx, "fan", spec)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer f.stop()
+	if err := b.waitWorkers(ctx, f, n, 2*time.Minute); err != nil {
+		return benchResult{}, err
+	}
+	store := projections.NewStore(b.admin, b.keys)
+	log := streams.NewLog(b.admin, b.keys)
+	src := events.Source{Cluster: b.keys.Cluster, Actor: "bench"}
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	// What `task run command --target all` does: resolve, then submit one
+	// task per worker as one job.
+	targets, err := resolveTarget(ctx, store, "all", nil, "command")
+	if err != nil {
+		return benchResult{}, err
+	}
+	resolved := time.Since(m.start)
+	jobID := ulid.Make().String()
+	subs := make([]events.Envelope, len(targets))
+	ids := make([]string, len(targets))
+	for i, t := range targets {
+		ids[i] = ulid.Make().String()
+		subs[i] = src.New(events.TaskSubmitted{TaskID: ids[i], JobID: jobID, Task: "command", Argv: []string{"true"},
+			Route: t.route, Target: t.name}, events.WithCorrelation(jobID))
+	}
+	if _, errs := log.SubmitBatch(ctx, subs); errors.Join(errs...) != nil {
+		return benchResult{}, fmt.Errorf("submit: %w", errors.Join(errs...))
+	}
+	submitted := time.Since(m.start)
+	end, err := b.waitEnded(ctx, f, ids, 5*time.Minute)
+	if err != nil {
+		return benchResult{}, err
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	job, err := store.Job(ctx, jobID)
+	if err != nil {
+		return benchResult{}, err
+	}
+	res := benchResult{Scenario: "fanout", Params: params}
+	res.add("targets resolved", float64(len(targets)), "workers")
+	res.add("resolve targets", ms(resolved), "ms")
+	res.add("submitted (one batch)", ms(submitted), "ms")
+	res.add("all results projected", ms(end.Sub(m.start)), "ms")
+	res.add("job tasks succeeded", float64(job.Counts(time.Now())[string(events.Succeeded)]), "")
+	res.addUsage(u, len(targets))
+	return res, f.err()
+}
+
+func runFleet(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	n, dur := int(cmd.Int("workers")), cmd.Duration("duration")
+	hb := cmd.Duration("heartbeat")
+	if n < 1 || dur <= 0 {
+		return benchResult{}, usagef("--workers and --duration must be positive")
+	}
+	params := b.machine(ctx)
+	params["workers"], params["duration"], params["heartbeat"] = n, dur.String(), hb.String()
+	if err := b.ensureConnections(ctx, n*6); err != nil {
+		return benchResult{}, err
+	}
+	before, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return benchResult{}, err
+	}
+	spec := agentSpec{n: n, perClient: fleetAgentsPerClient, concurrency: 1, projectors: 2, exec: agent.NopExecutor{}, heartbeat: hb}
+	started := time.Now()
+	f, err := b.startFleet(ctx, "fl", spec)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer f.stop()
+	if err := b.waitWorkers(ctx, f, n, 5*time.Minute); err != nil {
+		return benchResult{}, err
+	}
+	registered := time.Since(started)
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	store := projections.NewStore(b.admin, b.keys)
+	e := &env{rdb: b.admin, keys: b.keys}
+	// Heartbeat lag: watch a sample of workers' projections and note, for
+	// every new heartbeat seen, how long after it was sent it showed.
+	sample := min(n, 50)
+	var lags []time.Duration
+	var statusTook, listTook []time.Duration
+	lastSeq := map[string]string{}
+	nextStatus := time.Now()
+	stop := time.Now().Add(dur)
+	for time.Now().Before(stop) {
+		cmds := make([]*redis.SliceCmd, sample)
+		_, err := b.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range sample {
+				cmds[i] = p.HMGet(ctx, b.keys.WorkerProjection(fmt.Sprintf("fl%d", i*n/sample)), "seq", "last_heartbeat")
+			}
+			return nil
+		})
+		if err != nil {
+			return benchResult{}, err
+		}
+		now := time.Now()
+		for i, c := range cmds {
+			v := c.Val()
+			seq, _ := v[0].(string)
+			at, _ := v[1].(string)
+			key := fmt.Sprint(i)
+			if prev, ok := lastSeq[key]; ok && seq != prev && at != "" {
+				if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
+					lags = append(lags, now.Sub(t))
+				}
+			}
+			lastSeq[key] = seq
+		}
+		if now.After(nextStatus) {
+			t0 := time.Now()
+			if _, err := gatherCluster(ctx, e, t0); err != nil {
+				return benchResult{}, fmt.Errorf("cluster status: %w", err)
+			}
+			statusTook = append(statusTook, time.Since(t0))
+			t0 = time.Now()
+			if _, err := store.Workers(ctx); err != nil {
+				return benchResult{}, fmt.Errorf("workers list: %w", err)
+			}
+			listTook = append(listTook, time.Since(t0))
+			nextStatus = time.Now().Add(time.Second)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return benchResult{}, err
+		}
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	after, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return benchResult{}, err
+	}
+	beats := float64(n) * dur.Seconds() / hb.Seconds()
+	res := benchResult{Scenario: "fleet", Params: params}
+	res.add("workers registered in", registered.Seconds(), "s")
+	p50, p99, _, mx := percentiles(lags)
+	res.add("heartbeat to projection p50", ms(p50), "ms")
+	res.add("heartbeat to projection p99", ms(p99), "ms")
+	res.add("heartbeat to projection max", ms(mx), "ms")
+	res.add("heartbeats observed", float64(len(lags)), "")
+	p50, _, _, mx = percentiles(statusTook)
+	res.add("cluster status p50", ms(p50), "ms")
+	res.add("cluster status max", ms(mx), "ms")
+	p50, _, _, mx = percentiles(listTook)
+	res.add("workers list p50", ms(p50), "ms")
+	res.add("workers list max", ms(mx), "ms")
+	res.add("Redis CPU", 100*u.server.CPU.Seconds()/u.wall.Seconds(), "% of a core")
+	res.add("Redis commands per second", float64(u.server.Commands)/u.wall.Seconds(), "/s")
+	res.add("Redis clients", float64(after.Clients), "")
+	res.add("Redis memory", float64(after.Memory)/(1<<20), "MiB")
+	res.add("Redis memory per worker", float64(after.Memory-before.Memory)/float64(n)/1024, "KiB")
+	res.add("client CPU", 100*u.selfCPU.Seconds()/u.wall.Seconds(), "% of a core")
+	res.add("heartbeats per second", beats/dur.Seconds(), "/s")
 	return res, f.err()
 }

@@ -275,8 +275,10 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if len(targets) > 1 {
 		jobID = ulid.Make().String()
 	}
-	var ids []string
-	for _, t := range targets {
+	// All the tasks of a fan-out go in one batch: two round trips whatever
+	// the number of workers.
+	subs := make([]events.Envelope, len(targets))
+	for i, t := range targets {
 		id := ulid.Make().String()
 		sub := events.TaskSubmitted{TaskID: id, JobID: jobID, Task: name, Params: params, Argv: argv,
 			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds(),
@@ -286,16 +288,27 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		if jobID != "" {
 			opts = []events.Option{events.WithCorrelation(jobID)}
 		}
-		if _, err := log.Submit(ctx, src.New(sub, opts...)); err != nil {
-			if idemKey != "" && len(ids) == 0 {
-				_ = log.Forget(ctx, idemKey)
-			} else if idemKey != "" {
-				_ = log.Remember(ctx, idemKey, ids)
-			}
-			return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), err)
+		subs[i] = src.New(sub, opts...)
+	}
+	_, errs := log.SubmitBatch(ctx, subs)
+	var ids []string
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", targets[i].name, err))
+			continue
 		}
+		id := subs[i].Payload.(events.TaskSubmitted).TaskID
 		ids = append(ids, id)
 		fmt.Fprintln(cmd.Root().Writer, id)
+	}
+	if len(failed) > 0 {
+		if idemKey != "" && len(ids) == 0 {
+			_ = log.Forget(ctx, idemKey)
+		} else if idemKey != "" {
+			_ = log.Remember(ctx, idemKey, ids)
+		}
+		return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), errors.Join(failed...))
 	}
 	if idemKey != "" {
 		if err := log.Remember(ctx, idemKey, ids); err != nil {

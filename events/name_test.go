@@ -2,6 +2,7 @@ package events
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,4 +29,38 @@ func TestValidNameMatchesRule(t *testing.T) {
 			t.Errorf("validName(%q) = %v, want %v", c, got, want)
 		}
 	}
+}
+
+// Every payload with a free-form value decodes its numbers exactly: it is
+// one of numberTypes.
+func TestNumberTypesCoverFreeFormFields(t *testing.T) {
+	for typ, newPayload := range registry {
+		rt := reflect.TypeOf(newPayload()).Elem()
+		if hasInterface(rt, map[reflect.Type]bool{}) != numberTypes[typ] {
+			t.Errorf("%s: has a free-form (interface) field = %v, in numberTypes = %v; keep them in step",
+				typ, hasInterface(rt, map[reflect.Type]bool{}), numberTypes[typ])
+		}
+	}
+}
+
+func hasInterface(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return hasInterface(t.Elem(), seen)
+	case reflect.Map:
+		return hasInterface(t.Key(), seen) || hasInterface(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() && hasInterface(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -157,14 +157,9 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 			c.args = append(c.args, len(part))
 			for _, g := range part {
 				p := r.guards[g]
-				fields := make([]string, 0, len(p.Fields))
-				for k := range p.Fields {
-					fields = append(fields, k)
-				}
-				sort.Strings(fields)
-				c.args = append(c.args, g, p.Order, len(fields))
-				for _, k := range fields {
-					c.args = append(c.args, k, p.Fields[k])
+				c.args = append(c.args, g, p.Order, len(p.Fields))
+				for k, v := range p.Fields {
+					c.args = append(c.args, k, v)
 				}
 			}
 		}
