@@ -47,6 +47,47 @@ type agent struct {
 	consuming atomic.Bool
 	// rec records results and acknowledges entries in batches.
 	rec *recorder
+	// freed is closed (and replaced) whenever a task slot is released, to
+	// wake dispatchers waiting for one.
+	freedMu sync.Mutex
+	freed   chan struct{}
+	// reloadMu serialises config reloads.
+	reloadMu sync.Mutex
+}
+
+// freeSlots is the number of task slots free now.
+func (a *agent) freeSlots() int { return cap(a.slots) - len(a.slots) }
+
+// release frees one task slot and wakes the dispatchers waiting for one.
+func (a *agent) release() {
+	<-a.slots
+	a.freedMu.Lock()
+	close(a.freed)
+	a.freed = make(chan struct{})
+	a.freedMu.Unlock()
+}
+
+// waitSlot returns when a slot is free, at most max later, or when ctx ends.
+func (a *agent) waitSlot(ctx context.Context, max time.Duration) {
+	a.freedMu.Lock()
+	ch := a.freed
+	a.freedMu.Unlock()
+	if a.freeSlots() > 0 {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// isCluster reports whether rdb is a Redis Cluster client.
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -64,6 +105,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		log:   streams.NewLog(rdb, cfg.Keys),
 		src:   events.Source{Cluster: cfg.Keys.Cluster, Actor: "agent:" + cfg.Hostname},
 		slots: make(chan struct{}, cfg.Concurrency),
+		freed: make(chan struct{}),
 		pid:   os.Getpid(),
 	}
 	reg := prometheus.NewRegistry()
@@ -77,8 +119,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	// A drain request from the control stream stops the agent as SIGTERM does.
 	ctx, a.stop = context.WithCancelCause(ctx)
 	defer a.stop(nil)
-	after, err := a.register(ctx)
-	if err != nil {
+	if err := a.register(ctx); err != nil {
 		return err
 	}
 	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency,
@@ -128,8 +169,26 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
 	}
-	for i, stream := range []string{cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)} {
-		d, err := a.newDispatcher(stream, i == 1)
+	// The worker's inbox: its control and dispatch streams and, where they
+	// share a slot, its role's queue, in one blocking read; on Redis
+	// Cluster the queue has a reader of its own.
+	dispatch, control, queue := cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.WorkerControl(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)
+	inboxes := []struct {
+		tasks          []string
+		control, queue string
+	}{{[]string{dispatch, queue}, control, queue}}
+	if isCluster(rdb) {
+		inboxes = inboxes[:0]
+		inboxes = append(inboxes, struct {
+			tasks          []string
+			control, queue string
+		}{[]string{dispatch}, control, ""}, struct {
+			tasks          []string
+			control, queue string
+		}{[]string{queue}, "", queue})
+	}
+	for _, in := range inboxes {
+		d, err := a.newDispatcher(in.tasks, in.control, in.queue)
 		if err != nil {
 			stopHB()
 			return err
@@ -137,22 +196,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
 	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { a.watchConfig(ctx, after); return nil }, func(error) { cancel() })
-	}
 	if l := cfg.MetricsListener; l != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.serveHTTP(ctx, l, reg) }, func(error) { cancel() })
-	}
-	{
-		c, err := a.newControl()
-		if err != nil {
-			stopHB()
-			return err
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return c.Run(ctx) }, func(error) { cancel() })
 	}
 	if cfg.Scheduler != SchedulerNever {
 		ev := a.newEvaluator()
@@ -178,7 +224,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
 	}
 	a.consuming.Store(true)
-	err = g.Run()
+	err := g.Run()
 	a.consuming.Store(false)
 	stopHB()
 	<-hbDone
@@ -206,12 +252,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 
 // register loads the config, appends worker.registered, and creates the
 // consumer groups the agent reads, retrying until Redis answers or ctx
-// ends. It returns the config stream entry to watch from.
-func (a *agent) register(ctx context.Context) (string, error) {
-	var after string
-	err := a.retry(ctx, "register", func(ctx context.Context) error {
-		var err error
-		if after, err = a.loadConfig(ctx); err != nil {
+// ends.
+func (a *agent) register(ctx context.Context) error {
+	return a.retry(ctx, "register", func(ctx context.Context) error {
+		if err := a.loadConfig(ctx); err != nil {
 			return err
 		}
 		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role), a.cfg.Keys.WorkerControl(a.cfg.Hostname)} {
@@ -219,10 +263,9 @@ func (a *agent) register(ctx context.Context) (string, error) {
 				return err
 			}
 		}
-		_, err = a.log.Record(ctx, a.cfg.Hostname, a.registration())
+		_, err := a.log.Record(ctx, a.cfg.Hostname, a.registration())
 		return err
 	})
-	return after, err
 }
 
 // heartbeat appends worker.heartbeat every interval until ctx is done.
@@ -237,12 +280,17 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 			HeartbeatMS: a.cfg.Heartbeat.Milliseconds(), Draining: drain.Err() != nil, Revision: a.conf.Load().Revision}
 		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
 		defer cancel()
-		if _, err := a.log.Record(bctx, a.cfg.Hostname, a.src.New(hb)); err != nil {
+		_, head, err := a.log.Heartbeat(bctx, a.cfg.Hostname, a.src.New(hb))
+		if err != nil {
 			if ctx.Err() == nil {
 				a.m.heartbeatErrs.Inc()
 				a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
 			}
 			return
+		}
+		if head > hb.Revision {
+			// An applied revision this agent was not told of.
+			a.reloadConfig(bctx, "heartbeat")
 		}
 		a.m.heartbeats.Inc()
 		a.m.revision.Set(float64(hb.Revision))

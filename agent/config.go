@@ -161,7 +161,7 @@ func (c Config) PoolSize() int {
 	if concurrency == 0 {
 		concurrency = DefaultConcurrency
 	}
-	readers := 2 // the worker's dispatch stream and its role's queue
+	readers := 2 // the worker's inbox, and its role's queue on Redis Cluster
 	if c.Scheduler != SchedulerNever {
 		readers++ // the schedule fires stream
 	}

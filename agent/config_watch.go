@@ -54,16 +54,15 @@ func initialConfig() *applied {
 	return &applied{Tasks: append([]string(nil), BuiltinTasks...)}
 }
 
-// loadConfig loads the current revision; it returns the config stream
-// entry to watch from.
-func (a *agent) loadConfig(ctx context.Context) (string, error) {
+// loadConfig loads the current revision at start.
+func (a *agent) loadConfig(ctx context.Context) error {
 	rev, ok, err := a.log.ConfigAt(ctx, 0)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if !ok {
 		a.conf.Store(initialConfig())
-		return "0", nil
+		return nil
 	}
 	ap, err := a.configure(rev)
 	if err != nil {
@@ -71,33 +70,40 @@ func (a *agent) loadConfig(ctx context.Context) (string, error) {
 		// say so; the next apply may fix it.
 		a.cfg.Logger.Error("cannot use the applied config; running without it", "err", err)
 		a.conf.Store(initialConfig())
-		return rev.EntryID, nil
+		return nil
 	}
 	a.conf.Store(ap)
-	return rev.EntryID, nil
+	return nil
 }
 
-// watchConfig follows new config revisions until ctx is done; each one is
-// applied at once and announced with a new registration, so the projection
-// shows the tasks this worker now runs.
-func (a *agent) watchConfig(ctx context.Context, after string) {
+// reloadConfig loads the current config revision, if it is newer than
+// the one in force, and announces the worker again, so the projection shows
+// the tasks it now runs. It is called when the revision is announced on the
+// control stream, and when a heartbeat finds the head ahead of the agent
+// (an announcement it missed). Concurrent calls load once.
+func (a *agent) reloadConfig(ctx context.Context, why string) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	lg := a.cfg.Logger.With("hostname", a.cfg.Hostname)
-	a.log.WatchConfig(ctx, after, func(err error) { lg.Warn("config watch failed; retrying", "err", err) },
-		func(rev streams.ConfigRevision) {
-			ap, err := a.configure(rev)
-			if err != nil {
-				lg.Error("cannot use the applied config; keeping the previous one", "err", err)
-				return
-			}
-			a.conf.Store(ap)
-			lg.Info("config applied", "revision", ap.Revision, "groups", ap.Groups, "tasks", ap.Tasks)
-			if err := a.retry(ctx, "re-register", func(ctx context.Context) error {
-				_, err := a.log.Record(ctx, a.cfg.Hostname, a.registration())
-				return err
-			}); err != nil {
-				return
-			}
-		})
+	rev, ok, err := a.log.ConfigAt(ctx, 0)
+	if err != nil {
+		lg.Warn("loading the config failed; retrying at the next heartbeat", "err", err)
+		return
+	}
+	if !ok || rev.Applied.Revision <= a.conf.Load().Revision {
+		return
+	}
+	ap, err := a.configure(rev)
+	if err != nil {
+		lg.Error("cannot use the applied config; keeping the previous one", "revision", rev.Applied.Revision, "err", err)
+		return
+	}
+	a.conf.Store(ap)
+	lg.Info("config applied", "revision", ap.Revision, "groups", ap.Groups, "tasks", ap.Tasks, "noticed", why)
+	_ = a.retry(ctx, "re-register", func(ctx context.Context) error {
+		_, err := a.log.Record(ctx, a.cfg.Hostname, a.registration())
+		return err
+	})
 }
 
 // registration is the worker.registered event for the current config.

@@ -16,36 +16,63 @@ import (
 	"github.com/celeroot/celeroot/streams"
 )
 
-// dispatcher reads one dispatch stream (the worker's own, or its role's
-// queue) through the agents group and runs what it reads.
+// dispatcher reads a worker's inbox through the agents group, in one
+// blocking XREADGROUP: the worker's control stream and its own dispatch
+// stream (they share the worker's hash tag) and, where they are in one
+// slot (a single node or Sentinel), its role's queue too. On Redis Cluster
+// the queue is in another slot and has a dispatcher of its own. So an
+// agent holds one blocking connection (two on a cluster), whatever it
+// reads.
+//
+// A dispatcher never takes more tasks than there are free slots: entries
+// of a read beyond them wait in a backlog (their claim is extended like
+// that of running tasks) and the dispatcher reads no more tasks until the
+// backlog is started. While every slot is busy it still reads control
+// requests, without blocking, every saturatedPoll.
 type dispatcher struct {
 	a      *agent
-	stream string
 	reader *streams.Reader
 	lg     *slog.Logger
-	// queue is true for a role's queue, whose entries other workers of the
-	// role reclaim from a worker that stopped.
-	queue bool
-	// running holds the entry ids being worked on, whose claim is extended.
+	// control is the worker's control stream, if this dispatcher reads it.
+	control string
+	// queue is the role's queue, if this dispatcher reads it: its entries
+	// are reclaimed from other workers of the role that stopped.
+	queue string
+	// backlog holds task entries read but not yet started.
+	backlog []streams.Message
+	// running holds the entries read and not finished (backlog included),
+	// whose claim is extended.
 	mu      sync.Mutex
-	running map[string]bool
+	running map[entryRef]bool
 }
 
-func (a *agent) newDispatcher(stream string, queue bool) (*dispatcher, error) {
+// entryRef names a stream entry.
+type entryRef struct{ stream, id string }
+
+// saturatedPoll is how often a dispatcher with no free slot reads its
+// control stream.
+const saturatedPoll = 100 * time.Millisecond
+
+func (a *agent) newDispatcher(taskStreams []string, control, queue string) (*dispatcher, error) {
+	all := append([]string(nil), taskStreams...)
+	if control != "" {
+		all = append([]string{control}, all...)
+	}
 	r, err := streams.NewReader(a.rdb, streams.ReaderOptions{
-		Streams: []string{stream}, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
+		Streams: all, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
 		Block: a.cfg.Block, Count: int64(a.cfg.Concurrency), DeadLetter: a.cfg.Keys.DeadLetters(),
 		Logger: a.cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &dispatcher{a: a, stream: stream, reader: r, queue: queue, running: map[string]bool{},
-		lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "stream", stream)}, nil
+	return &dispatcher{a: a, reader: r, control: control, queue: queue, running: map[entryRef]bool{},
+		lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "streams", strings.Join(all, ","))}, nil
 }
 
-// Run reads and runs tasks until ctx is cancelled, then waits for the
-// tasks it started (bounded by the agent's shutdown grace period).
+// Run reads and runs tasks, and handles control requests, until ctx is
+// cancelled; then it starts what its backlog holds and waits for the tasks
+// it started (bounded by the agent's shutdown grace period).
 func (d *dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -57,50 +84,85 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	var backoff streams.Backoff
 	nextReclaim := time.Now().Add(d.a.cfg.ReclaimIdle / 3)
 	for {
-		// Wait for a free slot without taking it, so the worker's other
-		// dispatch stream is not starved while this one blocks on Redis;
-		// a slot is taken per entry read.
-		n := d.waitFree(ctx)
-		if n == 0 {
-			return nil
+		free := d.a.freeSlots()
+		if len(d.backlog) > 0 && free > 0 {
+			// Entries read are this worker's now: run them even if the
+			// agent is stopping (they then end within the grace period).
+			n := min(free, len(d.backlog))
+			d.start(d.backlog[:n], &wg)
+			d.backlog = append(d.backlog[:0], d.backlog[n:]...)
+			continue
+		}
+		if ctx.Err() != nil {
+			if len(d.backlog) == 0 {
+				return nil
+			}
+			d.a.waitSlot(d.a.hardStop, saturatedPoll)
+			if d.a.hardStop.Err() != nil {
+				return nil // left pending: delivered again
+			}
+			continue
 		}
 		var msgs []streams.Message
 		var err error
-		if d.queue && time.Now().After(nextReclaim) {
-			msgs, err = d.reclaim(ctx, int64(n))
+		switch {
+		case free == 0 || len(d.backlog) > 0:
+			// Saturated: no more tasks until a slot frees up; control
+			// requests are still read.
+			if d.control != "" {
+				msgs, err = d.reader.FetchFrom(ctx, 0, []string{d.control}, 0)
+			}
+			if err == nil && len(msgs) == 0 {
+				d.a.waitSlot(ctx, saturatedPoll)
+				continue
+			}
+		case d.queue != "" && time.Now().After(nextReclaim):
+			msgs, err = d.reclaim(ctx, int64(free))
 			nextReclaim = time.Now().Add(d.a.cfg.ReclaimIdle / 3)
-		}
-		if err == nil && len(msgs) == 0 {
-			msgs, err = d.reader.Fetch(ctx, int64(n))
+			if err == nil && len(msgs) == 0 {
+				msgs, err = d.reader.Fetch(ctx, int64(free))
+			}
+		default:
+			msgs, err = d.reader.Fetch(ctx, int64(free))
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				continue
 			}
 			wait := backoff.Next()
-			d.lg.Warn("reading dispatch stream failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			d.lg.Warn("reading dispatch streams failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 			streams.Sleep(ctx, wait)
 			continue
 		}
 		backoff.Reset()
-		// Entries read are this worker's now: run them even if the agent
-		// is stopping (they then end within the grace period).
-		jobs := make([]*job, len(msgs))
-		for i, m := range msgs {
-			d.a.slots <- struct{}{}
-			d.track(m.ID, true)
-			jobs[i] = d.prepare(m)
+		for _, m := range msgs {
+			if m.Stream == d.control {
+				d.a.handleControl(ctx, d.reader, m)
+				continue
+			}
+			d.track(m, true)
+			d.backlog = append(d.backlog, m)
 		}
-		d.startAll(jobs)
-		for _, j := range jobs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer d.release(1)
-				defer d.track(j.m.ID, false)
-				d.handle(j)
-			}()
-		}
+	}
+}
+
+// start starts msgs (no more than the free slots) in one round trip and
+// runs each in its own goroutine.
+func (d *dispatcher) start(msgs []streams.Message, wg *sync.WaitGroup) {
+	jobs := make([]*job, len(msgs))
+	for i, m := range msgs {
+		d.a.slots <- struct{}{}
+		jobs[i] = d.prepare(m)
+	}
+	d.startAll(jobs)
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer d.a.release()
+			defer d.track(j.m, false)
+			d.handle(j)
+		}()
 	}
 }
 
@@ -164,29 +226,6 @@ func (d *dispatcher) startAll(jobs []*job) {
 func (d *dispatcher) newStart(m streams.Message, sub events.TaskSubmitted) events.Envelope {
 	return d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
 		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
-}
-
-// waitFree returns the number of free task slots once there is at least
-// one, or 0 when ctx is done.
-func (d *dispatcher) waitFree(ctx context.Context) int {
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if n := cap(d.a.slots) - len(d.a.slots); n > 0 {
-			return n
-		}
-		select {
-		case <-ctx.Done():
-			return 0
-		case <-t.C:
-		}
-	}
-}
-
-func (d *dispatcher) release(n int) {
-	for range n {
-		<-d.a.slots
-	}
 }
 
 // handle runs one dispatched entry to its end: start (fenced), execute,
@@ -484,13 +523,13 @@ func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason s
 	d.ack(ctx, m)
 }
 
-func (d *dispatcher) track(id string, on bool) {
+func (d *dispatcher) track(m streams.Message, on bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if on {
-		d.running[id] = true
+		d.running[entryRef{m.Stream, m.ID}] = true
 	} else {
-		delete(d.running, id)
+		delete(d.running, entryRef{m.Stream, m.ID})
 	}
 }
 
@@ -506,18 +545,20 @@ func (d *dispatcher) extendClaims(ctx context.Context) {
 		case <-t.C:
 		}
 		d.mu.Lock()
-		ids := make([]string, 0, len(d.running))
-		for id := range d.running {
-			ids = append(ids, id)
+		byStream := map[string][]string{}
+		for e := range d.running {
+			byStream[e.stream] = append(byStream[e.stream], e.id)
 		}
 		d.mu.Unlock()
-		lost, err := d.reader.Extend(ctx, d.stream, ids...)
-		if err != nil {
-			d.lg.Warn("extending the claim of running tasks failed", "err", err)
-			continue
-		}
-		for _, id := range lost {
-			d.lg.Warn("entry reclaimed by another worker; this attempt's result will be recorded as stale", "entry", id)
+		for stream, ids := range byStream {
+			lost, err := d.reader.Extend(ctx, stream, ids...)
+			if err != nil {
+				d.lg.Warn("extending the claim of running tasks failed", "err", err)
+				continue
+			}
+			for _, id := range lost {
+				d.lg.Warn("entry reclaimed by another worker; this attempt's result will be recorded as stale", "entry", id)
+			}
 		}
 	}
 }
@@ -543,7 +584,7 @@ func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message,
 		idle[consumer] = v
 		return v
 	}
-	stale, err := d.reader.Stale(ctx, d.stream, minIdle, max)
+	stale, err := d.reader.Stale(ctx, d.queue, minIdle, max)
 	if err != nil {
 		return nil, err
 	}
@@ -553,7 +594,7 @@ func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message,
 			d.giveUp(ctx, p)
 			continue
 		}
-		msgs, err := d.reader.Claim(ctx, d.stream, minIdle(p.Consumer), p.ID)
+		msgs, err := d.reader.Claim(ctx, d.queue, minIdle(p.Consumer), p.ID)
 		if err != nil {
 			return out, err
 		}
@@ -573,7 +614,7 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	reason := fmt.Sprintf("delivered %d times without a result (last to %s); max deliveries is %d", p.Deliveries, p.Consumer, d.a.cfg.MaxDeliveries)
 	var taskID string
 	var fields map[string]any
-	e, ok, err := streams.Lookup(ctx, d.a.rdb, d.stream, p.ID)
+	e, ok, err := streams.Lookup(ctx, d.a.rdb, p.Stream, p.ID)
 	if err != nil {
 		d.lg.Warn("could not read the entry to dead-letter; will retry", "entry", p.ID, "err", err)
 		return
@@ -588,7 +629,7 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	// shown dead is always in the dead letters, and a crash in between
 	// repeats a step instead of losing one.
 	err = streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
-		Stream: d.stream, EntryID: p.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname, Reason: reason, Fields: fields,
+		Stream: p.Stream, EntryID: p.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname, Reason: reason, Fields: fields,
 	})
 	if err != nil {
 		d.lg.Warn("could not dead-letter entry; will retry", "entry", p.ID, "err", err)
@@ -596,13 +637,13 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	}
 	if taskID != "" {
 		ev := d.a.src.New(events.TaskDeadLettered{TaskID: taskID, Reason: reason, Deliveries: p.Deliveries,
-			Stream: d.stream, EntryID: p.ID}, events.WithCorrelation(taskID))
+			Stream: p.Stream, EntryID: p.ID}, events.WithCorrelation(taskID))
 		if _, err := d.a.log.End(ctx, ev); err != nil {
 			d.lg.Warn("could not record the dead-lettered task; will retry", "entry", p.ID, "err", err)
 			return
 		}
 	}
-	if err := d.reader.Ack(ctx, d.stream, p.ID); err != nil {
+	if err := d.reader.Ack(ctx, p.Stream, p.ID); err != nil {
 		d.lg.Warn("could not acknowledge the dead-lettered entry; will retry", "entry", p.ID, "err", err)
 		return
 	}

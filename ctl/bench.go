@@ -197,10 +197,12 @@ func (b *bench) close(ctx context.Context, keep bool) {
 	b.admin.Close()
 }
 
-// client opens a client of its own (with its own pool) that counts its
-// round trips.
+// client opens a client of its own (with its own pool of at most pool
+// connections) that counts its round trips.
 func (b *bench) client(ctx context.Context, pool int) (redis.UniversalClient, error) {
-	rdb, err := streams.Connect(ctx, b.conn, pool, connectTimeout)
+	cfg := *b.conn
+	cfg.Options.MaxActiveConns = pool
+	rdb, err := streams.Connect(ctx, &cfg, pool, connectTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -254,19 +256,35 @@ func (b *bench) startFleet(ctx context.Context, prefix string, spec agentSpec) (
 	if spec.perClient < 1 {
 		spec.perClient = 1
 	}
-	var rdb redis.UniversalClient
-	for i := range spec.n {
-		cfg := agent.Config{Keys: b.keys, Hostname: fmt.Sprintf("%s%d", prefix, i), Role: benchRole,
+	cfgs := make([]agent.Config, spec.n)
+	for i := range cfgs {
+		cfgs[i] = agent.Config{Keys: b.keys, Hostname: fmt.Sprintf("%s%d", prefix, i), Role: benchRole,
 			Version: Version, Concurrency: spec.concurrency, Projector: i < spec.projectors, Exec: spec.exec,
 			Heartbeat: spec.heartbeat, Scheduler: agent.SchedulerNever, ShutdownTimeout: 5 * time.Second, Logger: logger}
-		if i%spec.perClient == 0 {
-			var err error
-			if rdb, err = b.client(ctx, cfg.PoolSize()*spec.perClient); err != nil {
-				f.stop()
-				return nil, err
-			}
-			f.clients = append(f.clients, rdb)
+	}
+	// Every client first, then the agents, at most startRate a second: a
+	// fleet does not start in one instant.
+	pool := cfgs[0].PoolSize()
+	if spec.perClient > 1 {
+		// Shared by many agents: a connection for each one's blocking
+		// read, and a few for everything else they send.
+		pool = spec.perClient + 16
+	}
+	for i := 0; i < spec.n; i += spec.perClient {
+		rdb, err := b.client(ctx, pool)
+		if err != nil {
+			f.stop()
+			return nil, err
 		}
+		f.clients = append(f.clients, rdb)
+	}
+	const startRate = 2000
+	began := time.Now()
+	for i, cfg := range cfgs {
+		if d := time.Until(began.Add(time.Duration(i) * time.Second / startRate)); d > 0 {
+			time.Sleep(d)
+		}
+		rdb := f.clients[i/spec.perClient]
 		f.wg.Add(1)
 		go func(rdb redis.UniversalClient) {
 			defer f.wg.Done()
@@ -771,7 +789,7 @@ func runFanout(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, er
 	}
 	params := b.machine(ctx)
 	params["workers"] = n
-	if err := b.ensureConnections(ctx, n*6); err != nil {
+	if err := b.ensureConnections(ctx, n+n/2); err != nil {
 		return benchResult{}, err
 	}
 	spec := agentSpec{n: n, perClient: fleetAgentsPerClient, concurrency: 1, projectors: 2, exec: agent.NopExecutor{}}
@@ -839,7 +857,7 @@ func runFleet(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, err
 	}
 	params := b.machine(ctx)
 	params["workers"], params["duration"], params["heartbeat"] = n, dur.String(), hb.String()
-	if err := b.ensureConnections(ctx, n*6); err != nil {
+	if err := b.ensureConnections(ctx, n+n/2); err != nil {
 		return benchResult{}, err
 	}
 	before, err := streams.Counters(ctx, b.admin)

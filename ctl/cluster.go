@@ -325,7 +325,7 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 	for _, wk := range workers {
 		if st := wk.State(time.Now()); st == projections.WorkerHealthy || st == projections.WorkerDraining {
 			req := src.New(events.WorkerDrain{Hostname: wk.Hostname, Reason: "cluster destroyed"})
-			if _, err := log.Append(ctx, e.keys.WorkerControl(wk.Hostname), req, 1000); err != nil {
+			if _, err := log.Append(ctx, e.keys.WorkerControl(wk.Hostname), req, streams.ControlMaxLen); err != nil {
 				return err
 			}
 			waiting = append(waiting, wk.Hostname)

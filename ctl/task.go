@@ -966,7 +966,7 @@ func taskCancel(ctx context.Context, cmd *cli.Command) error {
 		if _, err := log.Record(ctx, id, req); err != nil {
 			return err
 		}
-		if _, err := log.Append(ctx, e.keys.WorkerControl(res.Worker), req, 1000); err != nil {
+		if _, err := log.Append(ctx, e.keys.WorkerControl(res.Worker), req, streams.ControlMaxLen); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "task %s is running on %s: asked it to stop (follow with 'celeroot task status %s')\n", id, res.Worker, id)

@@ -133,7 +133,7 @@ func workersDrain(ctx context.Context, cmd *cli.Command) error {
 	}
 	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
 	req := src.New(events.WorkerDrain{Hostname: host, Reason: cmd.String("reason")})
-	if _, err := streams.NewLog(e.rdb, e.keys).Append(ctx, e.keys.WorkerControl(host), req, 1000); err != nil {
+	if _, err := streams.NewLog(e.rdb, e.keys).Append(ctx, e.keys.WorkerControl(host), req, streams.ControlMaxLen); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.Root().Writer, "asked %s to drain: it takes no new tasks, finishes running ones, then leaves\n", host)
@@ -285,7 +285,7 @@ func workersRemove(ctx context.Context, cmd *cli.Command) error {
 	log := streams.NewLog(e.rdb, e.keys)
 	out := cmd.Root().Writer
 	if st := w.State(time.Now()); st != projections.WorkerLeft && st != projections.WorkerExpected {
-		if _, err := log.Append(ctx, e.keys.WorkerControl(host), src.New(events.WorkerDrain{Hostname: host, Reason: "removed"}), 1000); err != nil {
+		if _, err := log.Append(ctx, e.keys.WorkerControl(host), src.New(events.WorkerDrain{Hostname: host, Reason: "removed"}), streams.ControlMaxLen); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "asked %s to drain and leave\n", host)

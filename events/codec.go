@@ -86,6 +86,7 @@ var registry = map[string]func() Payload{
 	TypeSchedulePaused:   func() Payload { return &SchedulePaused{} },
 	TypeScheduleResumed:  func() Payload { return &ScheduleResumed{} },
 	TypeScheduleSkipped:  func() Payload { return &ScheduleSkipped{} },
+	TypeConfigAnnounced:  func() Payload { return &ConfigAnnounced{} },
 }
 
 // Types returns every known type name.
@@ -321,6 +322,8 @@ func deref(p Payload) Payload {
 	case *ScheduleResumed:
 		return *v
 	case *ScheduleSkipped:
+		return *v
+	case *ConfigAnnounced:
 		return *v
 	}
 	return p

@@ -56,6 +56,7 @@ func samplePayloads() []Payload {
 		SchedulePaused{Schedule: "backup-configs"},
 		ScheduleResumed{Schedule: "backup-configs"},
 		ScheduleSkipped{Schedule: "backup-configs", SlotMS: 1700000000000, Reason: "previous run still running", JobID: "01K"},
+		ConfigAnnounced{Revision: 4},
 	}
 }
 

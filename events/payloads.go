@@ -29,6 +29,7 @@ const (
 	TypeSchedulePaused   = "schedule.paused.v1"
 	TypeScheduleResumed  = "schedule.resumed.v1"
 	TypeScheduleSkipped  = "schedule.skipped.v1"
+	TypeConfigAnnounced  = "config.announced.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -416,6 +417,19 @@ func (TaskRedriven) EventType() string { return TypeTaskRedriven }
 func (p TaskRedriven) Validate() error {
 	return joinErrs(name("task_id", p.TaskID), name("new_task_id", p.NewTaskID))
 }
+
+// ConfigAnnounced tells a worker, through its control stream, that config
+// revision Revision was applied, so it loads it at once instead of noticing
+// it with its next heartbeat.
+type ConfigAnnounced struct {
+	Revision int64 `json:"revision"`
+}
+
+// EventType implements Payload.
+func (ConfigAnnounced) EventType() string { return TypeConfigAnnounced }
+
+// Validate implements Payload.
+func (p ConfigAnnounced) Validate() error { return positive("revision", p.Revision) }
 
 // WorkerDrain asks a worker, through its control stream, to drain and stop:
 // take no new tasks, let running ones finish, leave.

@@ -106,10 +106,18 @@ func (r *Reader) ensureGroups(ctx context.Context) error {
 	return nil
 }
 
-// Fetch returns up to max (≤ Count; Count if max <= 0) entries: the
-// consumer's pending entries first, then new ones, waiting at most Block
-// for new entries. It returns an empty slice, not an error, when none came.
+// Fetch returns up to max (≤ Count; Count if max <= 0) entries per
+// stream: the consumer's pending entries first, then new ones, waiting at
+// most Block for new entries. It returns an empty slice, not an error,
+// when none came.
 func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
+	return r.FetchFrom(ctx, max, nil, r.opts.Block)
+}
+
+// FetchFrom is Fetch over only some of the reader's streams (all if only
+// is empty), waiting at most block (at most the reader's Block) for new
+// entries, and not at all if block <= 0.
+func (r *Reader) FetchFrom(ctx context.Context, max int64, only []string, block time.Duration) ([]Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -120,8 +128,18 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 	if max > 0 && max < count {
 		count = max
 	}
+	if block > r.opts.Block {
+		block = r.opts.Block
+	}
+	if block <= 0 {
+		block = -1 // go-redis: no BLOCK argument (0 would block forever)
+	}
+	from := r.opts.Streams
+	if len(only) > 0 {
+		from = only
+	}
 	var streams, ids []string
-	for _, s := range r.opts.Streams {
+	for _, s := range from {
 		if c := r.pending[s]; c != "" {
 			streams, ids = append(streams, s), append(ids, c)
 		}
@@ -154,11 +172,11 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 			}
 		}
 	}
-	streams, ids = r.opts.Streams, ids[:0]
+	streams, ids = append(streams[:0], from...), ids[:0]
 	for range streams {
 		ids = append(ids, ">")
 	}
-	res, err := r.read(ctx, streams, ids, count, r.opts.Block)
+	res, err := r.read(ctx, streams, ids, count, block)
 	if err != nil {
 		return nil, err
 	}
