@@ -279,3 +279,43 @@ func catalogOf(t *testing.T, name string, argv ...string) *schema.Set {
 	}
 	return set
 }
+
+// The example plugin, examples/plugins/disk-usage, describes itself
+// validly and runs: its report, its threshold, its check form.
+func TestExamplePlugin(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		src, err := os.ReadFile("../examples/plugins/disk-usage")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A copy, so the checkout's permissions (a umask that lets the
+		// group write) do not matter.
+		dir := t.TempDir()
+		writePlugin(t, dir, "disk-usage", 0o755, string(src))
+		fx.start("web1", "webserver", func(c *agent.Config) { c.PluginDir = dir })
+		w, problems := fx.pluginsOf("web1")
+		if len(w.Plugins) != 1 || w.Plugins[0].Name != "disk-usage" || len(problems) != 0 {
+			t.Fatalf("plugins %+v, problems %v", w.Plugins, problems)
+		}
+		runs := []struct {
+			params  map[string]any
+			check   bool
+			outcome events.Outcome
+			stdout  string
+			stderr  string
+		}{
+			{map[string]any{"path": "/"}, false, events.Succeeded, "%", ""},
+			{map[string]any{"path": "/", "threshold": 1}, false, events.Failed, "%", "at or above the threshold of 1%"},
+			{map[string]any{"path": "/celeroot/no/such/path"}, true, events.Failed, "", "/celeroot/no/such/path does not exist"},
+			{nil, true, events.Succeeded, "would report the disk usage of the file system holding /\n", ""},
+		}
+		for _, r := range runs {
+			id := fx.submitWith(events.TaskSubmitted{Route: events.RouteWorker, Target: "web1", Task: "disk-usage", Params: r.params, Check: r.check})
+			task := fx.wait(id)
+			stdout, stderr, _ := fx.output(id)
+			if task.Outcome != r.outcome || !strings.Contains(stdout, r.stdout) || !strings.Contains(stderr, r.stderr) {
+				t.Errorf("disk-usage %v (check %v) = %s: %q %q", r.params, r.check, task.Outcome, stdout, stderr)
+			}
+		}
+	})
+}
