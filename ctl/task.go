@@ -182,7 +182,8 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	store := projections.NewStore(e.rdb, e.keys)
 
 	// A catalog task: its parameters are checked against their schemas
-	// before anything is submitted, and its policy gives the defaults.
+	// before anything is submitted, and its policy gives the defaults. A
+	// plugin task's are checked once its targets are known.
 	var params map[string]any
 	_, _, bundle, err := applied(ctx, e)
 	if err != nil {
