@@ -79,7 +79,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		return err
 	}
 	// The first registration advertises the plugins: read them first.
-	a.plugins.scan(ctx)
+	a.plugins.scan(ctx, false)
 	a.install(initialConfig())
 
 	// A drain request from the control stream stops the agent as SIGTERM does.

@@ -137,10 +137,10 @@ func (ps *pluginSet) current() (map[string]*plugin, []events.PluginProblem) {
 	return ps.state.served, ps.state.problems
 }
 
-// scan reads the directory, describes the files that are new or changed,
-// and reports whether the plugins served or the problems changed. Every
-// change is logged once, when it is seen.
-func (ps *pluginSet) scan(ctx context.Context) bool {
+// scan reads the directory, describes the files that are new or changed
+// (with force, every file), and reports whether the plugins served or the
+// problems changed. Every change is logged once, when it is seen.
+func (ps *pluginSet) scan(ctx context.Context, force bool) bool {
 	if ps.dir == "" {
 		return false
 	}
@@ -166,7 +166,7 @@ func (ps *pluginSet) scan(ctx context.Context) bool {
 			continue
 		}
 		sig := sigOf(fi)
-		if old, ok := prev.files[path]; ok && old.sig == sig {
+		if old, ok := prev.files[path]; ok && old.sig == sig && !force {
 			next.files[path] = old
 			continue
 		}
@@ -390,21 +390,26 @@ func (ps *pluginSet) logChanges(prev, next pluginState, refused map[string]strin
 }
 
 // watch rescans the directory every interval and on each receive from
-// now, until ctx ends; onChange is called after a scan that changed
-// something.
+// now (describing every file again), until ctx ends; onChange is called
+// after a scan that changed something.
 func (ps *pluginSet) watch(ctx context.Context, interval time.Duration, now <-chan struct{}, onChange func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		force := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-now:
+			// Asked for: every file is described again, so a plugin
+			// refused for a reason outside its file (a dependency, a
+			// timeout) gets another chance.
 			ps.lg.Info("rescanning the plugin directory")
+			force = true
 		case <-ps.poke:
 		}
-		if ps.scan(ctx) {
+		if ps.scan(ctx, force) {
 			onChange()
 		}
 	}

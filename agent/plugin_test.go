@@ -95,6 +95,9 @@ func TestPlugins(t *testing.T) {
 		writePlugin(t, dir, "newer-protocol", 0o755, describing(`{"protocol": 2, "name": "future", "version": "1"}`))
 		writePlugin(t, dir, "bad-schema", 0o755, describing(`{"protocol": 1, "name": "bad-schema", "version": "1", "params": {"n": {"schema": {"type": "int"}}}}`))
 		writePlugin(t, dir, "backup~", 0o755, "not a plugin")
+		marker := filepath.Join(t.TempDir(), "dependency")
+		writePlugin(t, dir, "needs-marker", 0o755, "#!/bin/sh\n[ -e "+marker+" ] || { echo 'dependency missing' >&2; exit 1; }\n"+
+			strings.TrimPrefix(describing(`{"protocol": 1, "name": "needs-marker", "version": "1"}`), "#!/bin/sh\n"))
 		if err := os.Mkdir(filepath.Join(dir, "subdir"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -124,6 +127,7 @@ func TestPlugins(t *testing.T) {
 			"zz-same-name":   `the plugin's name "echo-params" is already served by ` + filepath.Join(dir, "echo-params") + ": rename one of them, or remove one",
 			"newer-protocol": "invalid description: " + filepath.Join(dir, "newer-protocol") + " describe:1:14: /protocol: plugin protocol 2 is not supported",
 			"bad-schema":     "invalid description: " + filepath.Join(dir, "bad-schema") + " describe:1:91: /params/n/schema/type: not a valid JSON Schema",
+			"needs-marker":   "describe failed (exit code 1): dependency missing",
 		}
 		for file, want := range wantProblems {
 			if got := problems[file]; !strings.HasPrefix(got, want) {
@@ -208,9 +212,14 @@ func TestPlugins(t *testing.T) {
 			return len(w.Plugins) == 1 && w.Plugins[0].Version == "2.0.0" && w.Plugins[0].Hash != p.Hash
 		})
 
-		// Files fixed, added and removed are seen at the next rescan.
+		// Files fixed, added and removed are seen at the next rescan; a
+		// rescan asked for describes every file again, so a plugin whose
+		// file did not change but whose dependency appeared is served.
 		writePlugin(t, dir, "not-executable", 0o755, describing(`{"protocol": 1, "name": "now-fine", "version": "1"}`))
 		if err := os.Remove(filepath.Join(dir, "failing")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		rescan <- struct{}{}
@@ -218,7 +227,8 @@ func TestPlugins(t *testing.T) {
 			w, problems := fx.pluginsOf("web1")
 			_, failing := problems["failing"]
 			_, notExec := problems["not-executable"]
-			return slices.Contains(w.Tasks, "now-fine") && !failing && !notExec && len(w.Plugins) == 2
+			_, marked := problems["needs-marker"]
+			return slices.Contains(w.Tasks, "now-fine") && slices.Contains(w.Tasks, "needs-marker") && !failing && !notExec && !marked && len(w.Plugins) == 3
 		})
 		id = fx.submitWith(events.TaskSubmitted{Route: events.RouteWorker, Target: "web1", Task: "now-fine"})
 		if task := fx.wait(id); task.Outcome != events.Failed || task.ExitCode != 2 {
