@@ -329,3 +329,31 @@ func TestExamplePlugin(t *testing.T) {
 		}
 	})
 }
+
+// A plugin directory that does not exist holds no plugins, without
+// complaint, until it is created; one every user can write to is not read.
+func TestPluginDirectory(t *testing.T) {
+	each(t, func(t *testing.T, fx *fixture) {
+		dir := filepath.Join(t.TempDir(), "plugins")
+		fx.start("web1", "webserver", func(c *agent.Config) { c.PluginDir, c.PluginRescan = dir, 100*time.Millisecond })
+		if w, problems := fx.pluginsOf("web1"); len(w.Plugins) != 0 || len(problems) != 0 {
+			t.Errorf("without the directory: plugins %v, problems %v; want none", w.Plugins, problems)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writePlugin(t, dir, "hello", 0o755, describing(`{"protocol": 1, "name": "hello", "version": "1"}`))
+		fx.waitFor("the plugin of the new directory", func() bool {
+			w, _ := fx.pluginsOf("web1")
+			return len(w.Plugins) == 1
+		})
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		fx.waitFor("the world-writable directory refused", func() bool {
+			w, _ := fx.pluginsOf("web1")
+			return len(w.Plugins) == 0 && len(w.PluginProblems) == 1 && w.PluginProblems[0].File == dir &&
+				w.PluginProblems[0].Error == "the plugin directory is writable by every user, who could add a task to this agent: chmod o-w "+dir
+		})
+	})
+}
