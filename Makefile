@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuantity -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzCron -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzParsePlugin -fuzztime $(FUZZTIME) ./schema/
 
 build:
 	$(GO) build -o bin/celeroot ./cmd/celeroot

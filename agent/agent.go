@@ -39,10 +39,14 @@ type agent struct {
 	hardStop context.Context
 	// stop ends Run gracefully, with a cause (a remote drain).
 	stop context.CancelCauseFunc
-	// conf is the configuration in force.
-	conf atomic.Pointer[applied]
-	pid  int
-	m    *metrics
+	// conf is the configuration in force; confMu orders its updates (a
+	// config revision, a plugin scan).
+	conf   atomic.Pointer[applied]
+	confMu sync.Mutex
+	// plugins are the task plugins of the plugin directory.
+	plugins *pluginSet
+	pid     int
+	m       *metrics
 	// consuming is true while the dispatchers run (for /readyz).
 	consuming atomic.Bool
 	// rec records results and acknowledges entries in batches.
@@ -99,6 +103,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if cfg.MetricsListener != nil {
 		defer cfg.MetricsListener.Close()
 	}
+	var err error
 	a := &agent{
 		cfg:   cfg,
 		rdb:   rdb,
@@ -113,8 +118,13 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if cfg.MetricsListener != nil {
 		rdb.AddHook(redisHook{a.m.redisLatency})
 	}
-	a.conf.Store(initialConfig())
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
+	if a.plugins, err = newPluginSet(cfg.PluginDir, cfg.PluginDescribeTimeout, lg.With("component", "plugins")); err != nil {
+		return err
+	}
+	// The first registration advertises the plugins: read them first.
+	a.plugins.scan(ctx, false)
+	a.install(initialConfig())
 
 	// A drain request from the control stream stops the agent as SIGTERM does.
 	ctx, a.stop = context.WithCancelCause(ctx)
@@ -123,7 +133,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		return err
 	}
 	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency,
-		"config_revision", a.conf.Load().Revision, "tasks", a.conf.Load().Tasks)
+		"config_revision", a.conf.Load().Revision, "tasks", a.conf.Load().Tasks, "plugins", len(a.conf.Load().Plugins))
 
 	hardStop, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
@@ -196,6 +206,13 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
 	}
+	if cfg.PluginDir != "" {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			a.plugins.watch(ctx, cfg.PluginRescan, cfg.Rescan, func() { a.reconfigure(ctx) })
+			return nil
+		}, func(error) { cancel() })
+	}
 	if l := cfg.MetricsListener; l != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.serveHTTP(ctx, l, reg) }, func(error) { cancel() })
@@ -224,7 +241,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
 	}
 	a.consuming.Store(true)
-	err := g.Run()
+	err = g.Run()
 	a.consuming.Store(false)
 	stopHB()
 	<-hbDone

@@ -476,6 +476,8 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 		res = Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: msg}
 	case slices.Contains(BuiltinTasks, sub.Task) || nop:
 		res = d.a.cfg.Exec.Exec(ctx, sub, out.stream("stdout"), out.stream("stderr"))
+	case conf.Plugins[sub.Task] != nil:
+		res = d.a.runPlugin(ctx, conf.Plugins[sub.Task], sub, attempt, out.stream("stdout"), out.stream("stderr"))
 	default:
 		task := conf.Bundle.Task(sub.Task)
 		action := task.Spec.Action

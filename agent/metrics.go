@@ -30,6 +30,10 @@ type metrics struct {
 	pending       *prometheus.GaugeVec
 	lag           *prometheus.GaugeVec
 	redisLatency  *prometheus.HistogramVec
+	// plugins and pluginProblems count the task plugins served and the
+	// plugin files refused.
+	plugins        prometheus.Gauge
+	pluginProblems prometheus.Gauge
 }
 
 // newMetrics registers the agent's metrics on reg (nil: not registered).
@@ -65,6 +69,10 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "celeroot_agent_stream_lag_entries",
 			Help: "Entries not yet read in the agent's dispatch streams (stream: worker or queue)."}, []string{"stream"}),
 	}
+	m.plugins = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_plugins",
+		Help: "Task plugins this agent serves."})
+	m.pluginProblems = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_plugin_problems",
+		Help: "Files of the plugin directory this agent refused (see its log, or celeroot workers show)."})
 	m.redisLatency = f.NewHistogramVec(prometheus.HistogramOpts{Name: "celeroot_agent_redis_command_duration_seconds",
 		Help:    "Round-trip time of the agent's Redis commands (blocking reads excluded), by command.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}, []string{"command"})

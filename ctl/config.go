@@ -48,7 +48,7 @@ Examples:
 			{
 				Name:   "schema",
 				Usage:  "print the JSON Schema of a document kind, for editors",
-				Flags:  []cli.Flag{&cli.StringFlag{Name: "kind", Value: schema.KindCluster, Usage: "Cluster or Task"}},
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "kind", Value: schema.KindCluster, Usage: "Cluster, Task, or Plugin (what a task plugin answers to describe)"}},
 				Action: configSchema,
 			},
 			{
@@ -215,7 +215,7 @@ func configValidate(ctx context.Context, cmd *cli.Command) error {
 
 func configSchema(ctx context.Context, cmd *cli.Command) error {
 	kind := cmd.String("kind")
-	for _, k := range []string{schema.KindCluster, schema.KindTask} {
+	for _, k := range []string{schema.KindCluster, schema.KindTask, schema.KindPlugin} {
 		if strings.EqualFold(kind, k) {
 			kind = k
 		}

@@ -75,6 +75,9 @@ type tbKey struct{}
 //	redis-cmd ARGS...
 //	    run one raw Redis command against $CELEROOT_REDIS_URL and print
 //	    the reply
+//	retry PROG [ARGS...]
+//	    run prog like exec until it succeeds, for up to 15s (its last
+//	    stdout and stderr are then checked as exec's)
 //	redis-start-auth VAR PASSWORD
 //	    start a private single-node Redis requiring PASSWORD, and set $VAR
 //	    to its URL (without the password) and ${VAR}_ADDR to its host:port
@@ -112,6 +115,7 @@ func TestScripts(t *testing.T) {
 					"decode":           cmdDecode,
 					"redis-cmd":        cmdRedis,
 					"redis-start-auth": cmdRedisStartAuth,
+					"retry":            cmdRetry,
 				},
 			})
 		})
@@ -368,4 +372,26 @@ func cmdRedisStartAuth(ts *testscript.TestScript, neg bool, args []string) {
 	srv := streamstest.NewSingle(tb, streamstest.WithPassword(args[1]))
 	ts.Setenv(args[0], "redis://"+srv.Addr())
 	ts.Setenv(args[0]+"_ADDR", srv.Addr())
+}
+
+// cmdRetry runs a program until it succeeds, for up to 15s.
+func cmdRetry(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! retry")
+	}
+	if len(args) < 1 {
+		ts.Fatalf("usage: retry program [args...]")
+	}
+	const timeout = 15 * time.Second
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ts.Exec(args[0], args[1:]...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not succeed within %s: %v\n%s", strings.Join(args, " "), timeout, err, ts.ReadFile("stderr"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

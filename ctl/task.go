@@ -182,12 +182,19 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	store := projections.NewStore(e.rdb, e.keys)
 
 	// A catalog task: its parameters are checked against their schemas
-	// before anything is submitted, and its policy gives the defaults.
+	// before anything is submitted, and its policy gives the defaults. A
+	// plugin task's are checked once its targets are known.
 	var params map[string]any
 	_, _, bundle, err := applied(ctx, e)
 	if err != nil {
 		return err
 	}
+	// A task that is neither built in nor in the catalog may be a plugin
+	// some workers serve.
+	var plugin *pluginTask
+	var def *schema.Task
+	var workers []projections.Worker
+	now := time.Now()
 	if name == "command" && cmd.Bool("check") {
 		return usagef("the built-in task command has no check form")
 	}
@@ -199,16 +206,22 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 			params[k] = v
 		}
 	} else {
-		var def *schema.Task
 		if bundle != nil {
 			def = bundle.Task(name)
 		}
 		if def == nil {
-			return unknownTask(name, bundle)
+			if workers, err = store.Workers(ctx); err != nil {
+				return err
+			}
+			if plugin = findPlugin(workers, name, now); plugin == nil {
+				return unknownTask(name, bundle, pluginNames(workers, now))
+			}
 		}
 		if len(argv) > 0 {
 			return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
 		}
+	}
+	if def != nil {
 		if cmd.Bool("check") && def.Spec.Check == nil {
 			return usagef("task %s has no check (dry-run) form", name)
 		}
@@ -250,7 +263,42 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		}
 		targets = []dispatchTarget{{events.RouteQueue, qflag}}
 	} else if targets, err = resolveTarget(ctx, store, tflag, selector, name); err != nil {
+		var ue usageError
+		if plugin != nil && !errors.As(err, &ue) {
+			return fmt.Errorf("%w; plugin %s is served by: %s", err, name, plugin.where())
+		}
 		return err
+	}
+	if plugin != nil {
+		// Checked against what the targets serve, before anything is
+		// submitted.
+		versions, err := plugin.forTargets(targets, workers, now)
+		if err != nil {
+			return err
+		}
+		if skipped := plugin.notServing(tflag, selector, workers, now); len(skipped) > 0 {
+			fmt.Fprintf(cmd.Root().ErrWriter, "not sent to %s: plugin %s is not installed there\n", strings.Join(skipped, ", "), name)
+		}
+		if cmd.Bool("check") {
+			for _, v := range versions {
+				if !v.info.Check {
+					return usagef("plugin %s on %s has no check (dry-run) form", plugin.label(v), strings.Join(v.workers, ", "))
+				}
+			}
+		}
+		var ok bool
+		if params, ok = plugin.checkParams(versions, rawParams, cmd.Root().ErrWriter); !ok {
+			return usagef("task %s: invalid parameters; nothing was submitted", name)
+		}
+		if !cmd.IsSet("timeout") {
+			var longest time.Duration
+			for _, v := range versions {
+				longest = max(longest, time.Duration(v.info.TimeoutMS)*time.Millisecond)
+			}
+			if longest > 0 {
+				timeout = longest
+			}
+		}
 	}
 
 	log := streams.NewLog(e.rdb, e.keys)
@@ -353,8 +401,8 @@ func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string
 
 // unknownTask explains a task name that is neither built in nor in the
 // applied catalog.
-func unknownTask(name string, b *schema.Bundle) error {
-	known := []string{"command"}
+func unknownTask(name string, b *schema.Bundle, plugins []string) error {
+	known := append([]string{"command"}, plugins...)
 	if b != nil {
 		for _, t := range b.Tasks {
 			known = append(known, t.Metadata.Name)
@@ -1133,6 +1181,29 @@ type catalogEntry struct {
 	Idempotent  bool           `json:"idempotent,omitempty"`
 	// Workers are the live workers that run it.
 	Workers []string `json:"workers"`
+	// Versions are a plugin task's versions, by the workers serving each.
+	Versions []catalogPluginVersion `json:"versions,omitempty"`
+}
+
+// catalogPluginVersion is one version of a plugin task as listed.
+type catalogPluginVersion struct {
+	Version string         `json:"version"`
+	Hash    string         `json:"hash"`
+	Check   bool           `json:"check,omitempty"`
+	Params  map[string]any `json:"params,omitempty"`
+	Workers []string       `json:"workers"`
+}
+
+// paramsView is how the catalog lists parameter declarations.
+func paramsView(ps schema.Params) map[string]any {
+	var out map[string]any
+	for name, p := range ps {
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[name] = map[string]any{"schema": p.Schema, "required": p.Required, "description": p.Description}
+	}
+	return out
 }
 
 func taskCatalog(ctx context.Context, cmd *cli.Command) error {
@@ -1172,14 +1243,33 @@ func taskCatalog(ctx context.Context, cmd *cli.Command) error {
 			if t.Spec.Timeout.Duration > 0 {
 				ce.Timeout = fmtDuration(t.Spec.Timeout.Duration)
 			}
-			for name, p := range t.Spec.Params {
-				if ce.Params == nil {
-					ce.Params = map[string]any{}
-				}
-				ce.Params[name] = map[string]any{"schema": p.Schema, "required": p.Required, "description": p.Description}
-			}
+			ce.Params = paramsView(t.Spec.Params)
 			list = append(list, ce)
 		}
+	}
+	// Plugins, as the live workers advertise them; a catalog task of the
+	// same name takes precedence, so agents do not advertise such a one.
+	for _, name := range pluginNames(workers, now) {
+		if bundle != nil && bundle.Task(name) != nil {
+			continue
+		}
+		pt := findPlugin(workers, name, now)
+		first := pt.versions[0]
+		ce := catalogEntry{Name: name, Description: first.info.Description, Action: "plugin " + first.info.Version,
+			Params: paramsView(first.task.Spec.Params), Idempotent: first.info.Idempotent, Workers: []string{}}
+		if len(pt.versions) > 1 {
+			ce.Action = fmt.Sprintf("plugin (%d versions)", len(pt.versions))
+		}
+		if first.info.TimeoutMS > 0 {
+			ce.Timeout = fmtDuration(time.Duration(first.info.TimeoutMS) * time.Millisecond)
+		}
+		for _, v := range pt.versions {
+			ce.Workers = append(ce.Workers, v.workers...)
+			ce.Versions = append(ce.Versions, catalogPluginVersion{Version: v.info.Version, Hash: v.info.Hash, Check: v.info.Check,
+				Params: paramsView(v.task.Spec.Params), Workers: v.workers})
+		}
+		sort.Strings(ce.Workers)
+		list = append(list, ce)
 	}
 	w := cmd.Root().Writer
 	if ok, err := writeData(w, format, list); ok {
@@ -1210,7 +1300,18 @@ func taskCatalog(ctx context.Context, cmd *cli.Command) error {
 	if bundle == nil {
 		fmt.Fprintf(cmd.Root().ErrWriter, "No task catalog applied to cluster %s yet (celeroot config apply -f catalog/).\n", e.keys.Cluster)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range list {
+		if len(c.Versions) > 1 {
+			fmt.Fprintf(w, "\n%s: the workers serve %d versions:\n", c.Name, len(c.Versions))
+			for _, v := range c.Versions {
+				fmt.Fprintf(w, "  %s (%s): %s\n", v.Version, v.Hash[:12], strings.Join(v.Workers, ", "))
+			}
+		}
+	}
+	return nil
 }
 
 func actionKind(a schema.Action) string {

@@ -110,6 +110,16 @@ func workersShow(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(tw, "State:\t%s\n", w.State(now))
 	fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(w.Labels))
 	fmt.Fprintf(tw, "Tasks:\t%s\n", strings.Join(w.Tasks, ", "))
+	if len(w.Plugins) > 0 {
+		ps := make([]string, len(w.Plugins))
+		for i, p := range w.Plugins {
+			ps[i] = p.Name + " " + p.Version
+		}
+		fmt.Fprintf(tw, "Plugins:\t%s\n", strings.Join(ps, ", "))
+	}
+	for _, p := range w.PluginProblems {
+		fmt.Fprintf(tw, "Plugin refused:\t%s: %s\n", p.File, p.Error)
+	}
 	fmt.Fprintf(tw, "Version:\t%s\n", orDash(w.Version))
 	fmt.Fprintf(tw, "PID:\t%d\n", w.PID)
 	fmt.Fprintf(tw, "Registered:\t%s (%s)\n", fmtTime(w.RegisteredAt), ago(now, w.RegisteredAt))

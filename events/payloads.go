@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -67,11 +68,43 @@ type WorkerRegistered struct {
 	Role     string            `json:"role"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Version  string            `json:"version,omitempty"`
-	// Tasks are the task names this worker can run.
+	// Tasks are the task names this worker can run, its plugins included.
 	Tasks []string `json:"tasks,omitempty"`
 	PID   int      `json:"pid,omitempty"`
 	// HeartbeatMS is the heartbeat interval the worker promises to keep.
 	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// Plugins are the task plugins this worker serves, as they described
+	// themselves; each is also in Tasks.
+	Plugins []Plugin `json:"plugins,omitempty"`
+	// PluginProblems are the executables of the plugin directory that the
+	// worker refused, and why.
+	PluginProblems []PluginProblem `json:"plugin_problems,omitempty"`
+}
+
+// Plugin is a task plugin as a worker advertises it.
+type Plugin struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Description string `json:"description,omitempty"`
+	// Params are the parameter declarations, as JSON in the shape of a
+	// catalog task's spec.params.
+	Params    json.RawMessage `json:"params,omitempty"`
+	TimeoutMS int64           `json:"timeout_ms,omitempty"`
+	// Idempotent and Check are as in a catalog task: running it twice has
+	// the effect of once; it has a check (dry-run) form.
+	Idempotent bool `json:"idempotent,omitempty"`
+	Check      bool `json:"check,omitempty"`
+	// Hash is the SHA-256 of the plugin's description in canonical JSON,
+	// hex: workers with the same plugin advertise the same hash.
+	Hash string `json:"hash"`
+}
+
+// PluginProblem is a file of the plugin directory that is not served.
+type PluginProblem struct {
+	// File is the executable's path.
+	File string `json:"file"`
+	// Error says why it is not served, and how to fix it.
+	Error string `json:"error"`
 }
 
 // EventType implements Payload.
@@ -79,11 +112,33 @@ func (WorkerRegistered) EventType() string { return TypeWorkerRegistered }
 
 // Validate implements Payload.
 func (p WorkerRegistered) Validate() error {
-	return joinErrs(
+	errs := []error{
 		name("hostname", p.Hostname),
 		name("role", p.Role),
 		positive("heartbeat_ms", p.HeartbeatMS),
-	)
+	}
+	for i, pl := range p.Plugins {
+		if err := pl.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("plugins[%d]: %w", i, err))
+		}
+	}
+	for i, pp := range p.PluginProblems {
+		if pp.File == "" || pp.Error == "" {
+			errs = append(errs, fmt.Errorf("plugin_problems[%d]: file and error are required", i))
+		}
+	}
+	return joinErrs(errs...)
+}
+
+func (p Plugin) validate() error {
+	var hashErr, paramsErr error
+	if len(p.Hash) != 64 {
+		hashErr = fmt.Errorf("hash must be 64 hex digits, got %d characters", len(p.Hash))
+	}
+	if len(p.Params) > 0 && !json.Valid(p.Params) {
+		paramsErr = errors.New("params is not valid JSON")
+	}
+	return joinErrs(name("name", p.Name), required("version", p.Version), nonNegative("timeout_ms", p.TimeoutMS), hashErr, paramsErr)
 }
 
 // WorkerHeartbeat is appended by an agent every heartbeat interval.

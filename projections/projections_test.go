@@ -2,9 +2,11 @@ package projections_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,5 +289,34 @@ func TestStoreMatchesFoldLargeBatch(t *testing.T) {
 				t.Errorf("job = %d tasks, counts %v, %v; want 300 succeeded", len(job.Tasks), job.Counts(time.Now()), err)
 			}
 		})
+	}
+}
+
+// A worker's plugins are those of its newest registration: a registration
+// without plugins (the plugin was removed) clears them, whatever the order
+// the events are applied in.
+func TestWorkerPlugins(t *testing.T) {
+	plugin := events.Plugin{Name: "disk-usage", Version: "1.0.0", Params: json.RawMessage(`{"path":{"schema":{"type":"string"}}}`),
+		TimeoutMS: 30000, Check: true, Hash: strings.Repeat("ab", 32)}
+	problem := events.PluginProblem{File: "/etc/celeroot/plugins/broken", Error: "not executable"}
+	src := events.Source{Cluster: "c"}
+	first := streams.Message{ID: "1700000000000-0", Envelope: src.New(events.WorkerRegistered{Hostname: "web1", Role: "webserver",
+		Tasks: []string{"command", "disk-usage"}, HeartbeatMS: 1000, Plugins: []events.Plugin{plugin}, PluginProblems: []events.PluginProblem{problem}})}
+	second := streams.Message{ID: "1700000000001-0", Envelope: src.New(events.WorkerRegistered{Hostname: "web1", Role: "webserver",
+		Tasks: []string{"command"}, HeartbeatMS: 1000})}
+	ref := projections.Ref{Kind: projections.KindWorker, ID: "web1"}
+
+	w := projections.WorkerFromRecord("web1", fold([]streams.Message{first})[ref])
+	if diff := cmp.Diff([]events.Plugin{plugin}, w.Plugins); diff != "" {
+		t.Errorf("plugins after the first registration (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]events.PluginProblem{problem}, w.PluginProblems); diff != "" {
+		t.Errorf("plugin problems after the first registration (-want +got):\n%s", diff)
+	}
+	for _, order := range [][]streams.Message{{first, second}, {second, first}} {
+		w := projections.WorkerFromRecord("web1", fold(order)[ref])
+		if len(w.Plugins) != 0 || len(w.PluginProblems) != 0 || !cmp.Equal(w.Tasks, []string{"command"}) {
+			t.Errorf("after a registration without plugins: plugins %v, problems %v, tasks %v", w.Plugins, w.PluginProblems, w.Tasks)
+		}
 	}
 }
