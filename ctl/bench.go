@@ -2,12 +2,14 @@ package ctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -108,6 +110,28 @@ Examples:
 				),
 				Action: benchAction(runFleet),
 			},
+			{
+				Name:   "rebuild",
+				Usage:  "rebuild the projections from a history of N events",
+				Flags:  common(&cli.IntFlag{Name: "events", Usage: "events in the history", Value: 1000000}),
+				Action: benchAction(runRebuild),
+			},
+			{
+				Name:  "footprint",
+				Usage: "a real agent process's memory idle and under load; Redis memory per finished task and per worker",
+				Flags: common(
+					&cli.IntFlag{Name: "tasks", Usage: "tasks (/bin/true) run through the agent process", Value: 2000},
+					&cli.IntFlag{Name: "workers", Usage: "simulated workers for the memory per worker", Value: 1000},
+					&cli.DurationFlag{Name: "idle", Usage: "how long the agent idles before its memory is read", Value: 10 * time.Second},
+				),
+				Action: benchAction(runFootprint),
+			},
+			{
+				Name:   "all",
+				Usage:  "every scenario, one after the other (--short: small sizes, for a quick check)",
+				Flags:  common(&cli.BoolFlag{Name: "short", Usage: "small sizes: seconds, not minutes"}),
+				Action: benchAll,
+			},
 		},
 	}
 }
@@ -118,6 +142,9 @@ func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benc
 	return func(ctx context.Context, cmd *cli.Command) error {
 		format, err := outputFormat(cmd)
 		if err != nil {
+			return err
+		}
+		if err := checkSizes(cmd); err != nil {
 			return err
 		}
 		b, err := newBench(ctx, cmd)
@@ -142,6 +169,25 @@ func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benc
 		}
 		return printBench(cmd.Root().Writer, format, []benchResult{res})
 	}
+}
+
+// checkSizes refuses a size or duration flag that is not positive, before
+// anything connects.
+func checkSizes(cmd *cli.Command) error {
+	for _, f := range cmd.Flags {
+		name := f.Names()[0]
+		switch f.(type) {
+		case *cli.IntFlag:
+			if cmd.Int(name) < 1 {
+				return usagef("--%s %d: must be at least 1", name, cmd.Int(name))
+			}
+		case *cli.DurationFlag:
+			if cmd.Duration(name) <= 0 {
+				return usagef("--%s %s: must be a positive duration, such as 10s", name, cmd.Duration(name))
+			}
+		}
+	}
+	return nil
 }
 
 // bench is one run's connection and namespace.
@@ -508,9 +554,6 @@ func (b *bench) machine(ctx context.Context) map[string]any {
 func runThroughput(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
 	n, agents := int(cmd.Int("tasks")), int(cmd.Int("agents"))
 	batch, submitters := max(int(cmd.Int("batch")), 1), max(int(cmd.Int("submitters")), 1)
-	if n < 1 || agents < 1 {
-		return benchResult{}, usagef("--tasks and --agents must be at least 1")
-	}
 	spec := agentSpec{n: agents, concurrency: int(cmd.Int("concurrency")), projectors: int(cmd.Int("projectors")),
 		exec: agent.NopExecutor{}}
 	argv := []string{"true"}
@@ -611,9 +654,6 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
 	rate, dur, agents := int(cmd.Int("rate")), cmd.Duration("duration"), int(cmd.Int("agents"))
-	if rate < 1 || dur <= 0 || agents < 1 {
-		return benchResult{}, usagef("--rate, --duration and --agents must be positive")
-	}
 	spec := agentSpec{n: agents, concurrency: int(cmd.Int("concurrency")), projectors: int(cmd.Int("projectors")),
 		exec: agent.NopExecutor{}}
 	params := b.machine(ctx)
@@ -784,9 +824,6 @@ func forEachMaster(ctx context.Context, rdb redis.UniversalClient, f func(contex
 
 func runFanout(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
 	n := int(cmd.Int("workers"))
-	if n < 1 {
-		return benchResult{}, usagef("--workers must be at least 1")
-	}
 	params := b.machine(ctx)
 	params["workers"] = n
 	if err := b.ensureConnections(ctx, n+n/2); err != nil {
@@ -852,9 +889,6 @@ func runFanout(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, er
 func runFleet(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
 	n, dur := int(cmd.Int("workers")), cmd.Duration("duration")
 	hb := cmd.Duration("heartbeat")
-	if n < 1 || dur <= 0 {
-		return benchResult{}, usagef("--workers and --duration must be positive")
-	}
 	params := b.machine(ctx)
 	params["workers"], params["duration"], params["heartbeat"] = n, dur.String(), hb.String()
 	if err := b.ensureConnections(ctx, n+n/2); err != nil {
@@ -960,4 +994,293 @@ func runFleet(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, err
 	res.add("client CPU", 100*u.selfCPU.Seconds()/u.wall.Seconds(), "% of a core")
 	res.add("heartbeats per second", beats/dur.Seconds(), "/s")
 	return res, f.err()
+}
+
+// fillHistory appends n events to the event store, as a run of tasks
+// (submitted, started, finished) with a heartbeat of one of 100 workers
+// every tenth event, in pipelines of a thousand.
+func (b *bench) fillHistory(ctx context.Context, n int) error {
+	src := events.Source{Cluster: b.keys.Cluster, Actor: "bench"}
+	var evs []events.Envelope
+	var entities []string
+	var task string
+	seq := int64(0)
+	for i := 0; len(evs) < n; i++ {
+		if i%10 == 9 {
+			seq++
+			h := fmt.Sprintf("w%d", seq%100)
+			evs = append(evs, src.New(events.WorkerHeartbeat{Hostname: h, Seq: seq, HeartbeatMS: 5000}))
+			entities = append(entities, h)
+			continue
+		}
+		var p events.Payload
+		switch i % 3 {
+		case 0:
+			task = ulid.Make().String()
+			p = events.TaskSubmitted{TaskID: task, Task: "command", Argv: []string{"true"}, Route: events.RouteQueue, Target: benchRole}
+		case 1:
+			p = events.TaskStarted{TaskID: task, Attempt: 1, Worker: "w1"}
+		default:
+			p = events.TaskFinished{TaskID: task, Attempt: 1, Worker: "w1", Outcome: events.Succeeded, DurationMS: 1}
+		}
+		evs = append(evs, src.New(p, events.WithCorrelation(task)))
+		entities = append(entities, task)
+	}
+	for lo := 0; lo < len(evs); lo += 1000 {
+		hi := min(lo+1000, len(evs))
+		_, err := b.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := lo; i < hi; i++ {
+				fields, err := events.Encode(evs[i])
+				if err != nil {
+					return err
+				}
+				p.XAdd(ctx, &redis.XAddArgs{Stream: b.keys.EventsFor(entities[i]), Values: fields})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("fill the history: %w", err)
+		}
+	}
+	return nil
+}
+
+func runRebuild(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	n := int(cmd.Int("events"))
+	params := b.machine(ctx)
+	params["events"] = n
+	if err := b.fillHistory(ctx, n); err != nil {
+		return benchResult{}, err
+	}
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	records, err := projections.Rebuild(ctx, b.admin, b.keys)
+	if err != nil {
+		return benchResult{}, err
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	res := benchResult{Scenario: "rebuild", Params: params}
+	res.add("events per second", float64(n)/u.wall.Seconds(), "events/s")
+	res.add("elapsed", u.wall.Seconds(), "s")
+	res.add("records written", float64(records), "")
+	res.add("client CPU per event", float64(u.selfCPU.Microseconds())/float64(n), "µs")
+	res.add("Redis CPU per event", float64(u.server.CPU.Microseconds())/float64(n), "µs")
+	res.add("peak RSS of this process", float64(ru.Maxrss)/1024, "MiB")
+	return res, nil
+}
+
+// selfBinary is the path of the celeroot binary running now, as it was
+// invoked (so a celeroot reached through a link named celeroot runs as
+// celeroot again).
+func selfBinary() (string, error) {
+	if p, err := exec.LookPath(os.Args[0]); err == nil {
+		return p, nil
+	}
+	return os.Executable()
+}
+
+// rss reads a process's resident set (VmRSS) and its peak (VmHWM), in bytes.
+func rss(pid int) (cur, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var v int64
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &v); err == nil {
+			cur = v << 10
+		}
+		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &v); err == nil {
+			peak = v << 10
+		}
+	}
+	return cur, peak, nil
+}
+
+func runFootprint(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	tasks, workers := int(cmd.Int("tasks")), int(cmd.Int("workers"))
+	idle := cmd.Duration("idle")
+	params := b.machine(ctx)
+	params["tasks"], params["workers"], params["idle"] = tasks, workers, idle.String()
+	res := benchResult{Scenario: "footprint", Params: params}
+
+	// A real agent process, as on a managed host.
+	exe, err := selfBinary()
+	if err != nil {
+		return res, err
+	}
+	proc := exec.CommandContext(ctx, exe, "--redis", b.conn.Display, "--cluster", b.keys.Cluster, "--log-level", "warn",
+		"agent", "--hostname", "footprint", "--role", benchRole, "--metrics-listen", "off", "--plugin-dir", "off", "--scheduler", "never")
+	proc.Env = os.Environ()
+	if pw := b.conn.Options.Password; pw != "" {
+		proc.Env = append(proc.Env, streams.EnvPassword+"="+pw)
+	}
+	proc.Stderr = b.logw
+	if err := proc.Start(); err != nil {
+		return res, fmt.Errorf("start an agent process: %w", err)
+	}
+	defer func() {
+		_ = proc.Process.Signal(syscall.SIGTERM)
+		_ = proc.Wait()
+	}()
+	store := projections.NewStore(b.admin, b.keys)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := store.Worker(ctx, "footprint"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, errors.New("the agent process did not register within 30s")
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return res, err
+		}
+	}
+	if err := sleepCtx(ctx, idle); err != nil {
+		return res, err
+	}
+	idleRSS, _, err := rss(proc.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	res.add("agent RSS idle", float64(idleRSS)/(1<<20), "MiB")
+
+	// Under load: real commands (/bin/true) through that agent.
+	before, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return res, err
+	}
+	log := streams.NewLog(b.admin, b.keys)
+	src := events.Source{Cluster: b.keys.Cluster, Actor: "bench"}
+	ids := make([]string, tasks)
+	evs := make([]events.Envelope, tasks)
+	for i := range ids {
+		ids[i] = ulid.Make().String()
+		evs[i] = src.New(events.TaskSubmitted{TaskID: ids[i], Task: "command", Argv: []string{"true"},
+			Route: events.RouteWorker, Target: "footprint"}, events.WithCorrelation(ids[i]))
+	}
+	for chunk := range slices.Chunk(evs, 500) {
+		if _, errs := log.SubmitBatch(ctx, chunk); errors.Join(errs...) != nil {
+			return res, errors.Join(errs...)
+		}
+	}
+	var peakUnderLoad int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if cur, _, err := rss(proc.Process.Pid); err == nil && cur > peakUnderLoad {
+				peakUnderLoad = cur
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n, err := store.CountEnded(ctx, ids[len(ids)-1:]); err == nil && n == 1 {
+				return
+			}
+		}
+	}()
+	if _, err := b.waitEnded(ctx, &fleet{}, ids, 10*time.Minute); err != nil {
+		return res, err
+	}
+	<-done
+	after, err := streams.Counters(ctx, b.admin)
+	if err != nil {
+		return res, err
+	}
+	res.add("agent RSS under load", float64(peakUnderLoad)/(1<<20), "MiB")
+	res.add("Redis memory per finished task", float64(after.Memory-before.Memory)/float64(tasks), "bytes")
+
+	// Redis memory per worker: simulated workers registered and beating.
+	before, err = streams.Counters(ctx, b.admin)
+	if err != nil {
+		return res, err
+	}
+	f, err := b.startFleet(ctx, "mem", agentSpec{n: workers, perClient: fleetAgentsPerClient, concurrency: 1, exec: agent.NopExecutor{}})
+	if err != nil {
+		return res, err
+	}
+	defer f.stop()
+	if err := b.waitWorkers(ctx, f, workers+1, time.Minute); err != nil {
+		return res, err
+	}
+	after, err = streams.Counters(ctx, b.admin)
+	if err != nil {
+		return res, err
+	}
+	res.add("Redis memory per worker, with its connection", float64(after.Memory-before.Memory)/float64(workers)/1024, "KiB")
+	res.add("Redis clients per worker", float64(after.Clients-before.Clients)/float64(workers), "")
+	return res, f.err()
+}
+
+// benchAll runs every scenario with its default sizes, or small ones with
+// --short, one after the other, each in a namespace of its own: each is the
+// scenario's own command, run with those sizes.
+func benchAll(ctx context.Context, cmd *cli.Command) error {
+	format, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	quick := map[string][]string{
+		"throughput": {"--tasks", "5000"},
+		"latency":    {"--duration", "2s", "--rate", "1000"},
+		"fanout":     {"--workers", "200"},
+		"fleet":      {"--workers", "1000", "--duration", "10s"},
+		"rebuild":    {"--events", "50000"},
+		"footprint":  {"--tasks", "200", "--workers", "100", "--idle", "2s"},
+	}
+	var global []string
+	for _, name := range []string{"redis", "context", "log-level"} {
+		if cmd.IsSet(name) {
+			global = append(global, "--"+name, cmd.String(name))
+		}
+	}
+	var results []benchResult
+	for _, name := range []string{"throughput", "latency", "fanout", "fleet", "rebuild", "footprint"} {
+		args := append(append([]string{"celeroot"}, global...), "bench", name, "-o", "json")
+		if cmd.Bool("keep") {
+			args = append(args, "--keep")
+		}
+		if cmd.Bool("short") {
+			args = append(args, quick[name]...)
+		}
+		var out strings.Builder
+		// A context with this one's cancellation but not its values: the
+		// command tree keeps its current command in the context, and the
+		// scenario's tree must not take it for its parent.
+		sctx, cancel := context.WithCancel(context.Background())
+		stop := context.AfterFunc(ctx, cancel)
+		code := Run(sctx, args, cmd.Root().Reader, &out, cmd.Root().ErrWriter)
+		stop()
+		cancel()
+		if code != ExitOK {
+			return exitError{code: code, msg: fmt.Sprintf("scenario %s failed (see above)", name)}
+		}
+		var res []benchResult
+		if err := json.Unmarshal([]byte(out.String()), &res); err != nil || len(res) != 1 {
+			return fmt.Errorf("scenario %s: unexpected output %q", name, out.String())
+		}
+		results = append(results, res[0])
+		if format == "table" {
+			if err := printBench(cmd.Root().Writer, format, res); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.Root().Writer)
+		}
+	}
+	if format == "table" {
+		return nil
+	}
+	return printBench(cmd.Root().Writer, format, results)
 }
