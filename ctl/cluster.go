@@ -303,9 +303,16 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	w := cmd.Root().Writer
-	if n == 0 {
-		fmt.Fprintf(w, "cluster %s has no keys in %s; nothing to destroy\n", e.keys.Cluster, e.url)
-		return nil
+	if n <= 1 {
+		// Connecting records the shard count of a cluster it does not
+		// know yet; that key alone is no cluster.
+		if meta, err := streams.Meta(ctx, e.rdb, e.keys); err == nil && meta.ID == "" {
+			if _, err := streams.DeleteCluster(ctx, e.rdb, e.keys); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "cluster %s has no keys in %s; nothing to destroy\n", e.keys.Cluster, e.url)
+			return nil
+		}
 	}
 	if !cmd.Bool("yes") {
 		fmt.Fprintf(w, "This deletes cluster %s from %s: %d keys, its whole history. Type the cluster name to go on: ", e.keys.Cluster, e.url, n)
@@ -348,9 +355,15 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 			fmt.Fprintf(w, "still running after %s (their next Redis calls will fail): %s\n", cmd.Duration("wait"), strings.Join(waiting, ", "))
 		}
 	}
+	// Local agents that left are on their way out: let them exit before
+	// their keys go, so that none writes after the delete.
 	if dir, err := stateDir(cmd, e.keys.Cluster); err == nil {
-		if stopped := stopLocal(dir); len(stopped) > 0 {
+		stopped, running := stopLocal(dir, 10*time.Second)
+		if len(stopped) > 0 {
 			fmt.Fprintf(w, "stopped local agents: %s\n", strings.Join(stopped, ", "))
+		}
+		if len(running) > 0 {
+			fmt.Fprintf(w, "local agents still running after 10s (their next Redis calls will fail): %s\n", strings.Join(running, ", "))
 		}
 	}
 	deleted, err := streams.DeleteCluster(ctx, e.rdb, e.keys)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -52,10 +51,9 @@ Examples:
 				Action: configSchema,
 			},
 			{
-				Name:  "diff",
-				Usage: "compare documents with the applied revision; exit 0 when equal, 1 when different, >1 on error",
-				Flags: []cli.Flag{fileFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
-					&cli.BoolFlag{Name: "no-color", Usage: "no colours, even on a terminal"}},
+				Name:   "diff",
+				Usage:  "compare documents with the applied revision; exit 0 when equal, 1 when different, >1 on error",
+				Flags:  []cli.Flag{fileFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}},
 				Action: configDiff,
 			},
 			{
@@ -379,24 +377,20 @@ func servedTasks(b *schema.Bundle, w projections.Worker) []string {
 
 // print writes the plan for people, coloured when color is set.
 func (p *plan) print(w io.Writer, color bool) {
-	paint := func(line string) string {
+	colour := func(line string) string {
 		if !color || line == "" {
 			return line
 		}
-		code := map[byte]string{'+': "32", '-': "31", '~': "33"}[line[0]]
-		if code == "" {
-			return line
-		}
-		return "\x1b[" + code + "m" + line + "\x1b[0m"
+		return paint(line, map[byte]string{'+': colorGreen, '-': colorRed, '~': colorYellow}[line[0]])
 	}
 	for _, l := range strings.Split(strings.TrimRight(p.Diff.String(), "\n"), "\n") {
 		if l != "" {
-			fmt.Fprintln(w, paint(l))
+			fmt.Fprintln(w, colour(l))
 		}
 	}
 	for _, t := range p.Tasks {
 		sign := map[schema.Op]string{schema.Added: "+", schema.Removed: "-", schema.Changed: "~"}[t.Op]
-		fmt.Fprintln(w, paint(fmt.Sprintf("%s task %s", sign, t.Name)))
+		fmt.Fprintln(w, colour(fmt.Sprintf("%s task %s", sign, t.Name)))
 	}
 	if len(p.Workers) > 0 {
 		fmt.Fprintln(w, "\nWorkers affected:")
@@ -613,20 +607,6 @@ func configRollback(ctx context.Context, cmd *cli.Command) error {
 		_ = cmd.Set("message", fmt.Sprintf("rollback to revision %d", to))
 	}
 	return apply(ctx, cmd, e, b.Set(), to)
-}
-
-// useColor reports whether to colour output: on a terminal, unless
-// --no-color (where the command has it) or $NO_COLOR says otherwise.
-func useColor(cmd *cli.Command, w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	for _, f := range cmd.Flags {
-		if f.Names()[0] == "no-color" && cmd.Bool("no-color") {
-			return false
-		}
-	}
-	return isTerminal(w)
 }
 
 // applied returns the applied config revision, its hash and its documents;

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,9 @@ type tbKey struct{}
 //	redis-start-auth VAR PASSWORD
 //	    start a private single-node Redis requiring PASSWORD, and set $VAR
 //	    to its URL (without the password) and ${VAR}_ADDR to its host:port
+//	local-agents N
+//	    wait up to 30s until exactly N agents started by the local
+//	    provider (cluster deploy, workers scale) are running
 //	replace FILE OLD NEW
 //	    replace every OLD in FILE by NEW (OLD must occur), as in
 //	    replace cluster.yaml 'name: production' 'name: '$CELEROOT_CLUSTER
@@ -135,6 +139,7 @@ func scriptParams(dir string, setup func(env *testscript.Env, tb testing.TB) err
 		"redis-cmd":        cmdRedis,
 		"redis-start-auth": cmdRedisStartAuth,
 		"replace":          cmdReplace,
+		"local-agents":     cmdLocalAgents,
 	}
 	for name, c := range cmds {
 		all[name] = c
@@ -163,10 +168,60 @@ func scriptParams(dir string, setup func(env *testscript.Env, tb testing.TB) err
 			if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
 				env.Setenv("GORACE", strings.TrimSpace(gorace+" atexit_sleep_ms=10"))
 			}
+			// The local provider (cluster deploy, workers scale) keeps
+			// its agents' pid and log files under $XDG_STATE_HOME and
+			// runs them as this program. Agents a failed script left
+			// running are killed when it ends.
+			state := filepath.Join(env.WorkDir, ".state")
+			env.Setenv("XDG_STATE_HOME", state)
+			env.Setenv("CELEROOT_AGENT_EXECUTABLE", "celeroot")
+			env.Defer(func() {
+				for _, pid := range localAgents(state) {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
 			env.Values[tbKey{}] = tb
 			return setup(env, tb)
 		},
 		Cmds: all,
+	}
+}
+
+// localAgents returns the pids of the live agents recorded by the local
+// provider under the state directory, of any cluster.
+func localAgents(state string) []int {
+	var pids []int
+	files, _ := filepath.Glob(filepath.Join(state, "celeroot", "*", "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, 0) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// cmdLocalAgents waits for the number of running local agents.
+func cmdLocalAgents(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: local-agents N")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	const timeout = 30 * time.Second
+	deadline := time.Now().Add(timeout)
+	for {
+		got := len(localAgents(ts.Getenv("XDG_STATE_HOME")))
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%d local agents running after %s, want %d", got, timeout, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -331,11 +331,63 @@ func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string
 		}
 	}
 	errw := cmd.Root().ErrWriter
-	done, err := follow(ctx, e, projections.NewStore(e.rdb, e.keys), ids, labels, cmd.Root().Writer, errw)
+	store := projections.NewStore(e.rdb, e.keys)
+	if len(ids) == 1 {
+		done, err := follow(ctx, e, store, ids, labels, cmd.Root().Writer, errw, nil)
+		if err != nil {
+			return err
+		}
+		return summarize(done, errw)
+	}
+	// A fan-out: the counts by state as they change, the output of each
+	// task as it comes, then one line per task.
+	p := newProgress(cmd)
+	show := func(states []string) {
+		counts := map[string]int{}
+		for _, st := range states {
+			counts[st]++
+		}
+		p.Update(append([]span{{text: fmt.Sprintf("%d tasks: ", len(ids))}}, countSpans(counts, taskStateOrder)...)...)
+	}
+	done, err := follow(ctx, e, store, ids, labels, p.Writer(cmd.Root().Writer), p.Writer(errw), show)
 	if err != nil {
+		p.Done()
 		return err
 	}
+	counts := map[string]int{}
+	for _, t := range done {
+		counts[t.State]++
+	}
+	p.Done(append([]span{{text: fmt.Sprintf("%d tasks: ", len(done))}}, countSpans(counts, taskStateOrder)...)...)
+	printOutcomes(errw, done, labels)
 	return summarize(done, errw)
+}
+
+// taskStateOrder is the order of task states in progress lines.
+var taskStateOrder = []string{projections.TaskWaiting, projections.TaskRunning, projections.TaskRetrying,
+	string(events.Succeeded), string(events.Failed), string(events.TimedOut), projections.TaskExpired,
+	projections.TaskCancelled, projections.TaskDead}
+
+// printOutcomes writes one line per ended task of a fan-out: its worker
+// (or label), state, exit code and how long its last attempt ran.
+func printOutcomes(w io.Writer, tasks []projections.Task, labels []string) {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WORKER\tTASK\tSTATE\tEXIT\tDURATION")
+	for i, t := range tasks {
+		exit, took := "-", "-"
+		if t.Outcome != "" {
+			exit = fmt.Sprint(t.ExitCode)
+		}
+		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].DurationMS > 0 {
+			took = fmtDuration(time.Duration(t.Attempts[n-1].DurationMS) * time.Millisecond)
+		}
+		worker := t.Worker
+		if worker == "" {
+			worker = labels[i]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(worker), t.ID, strings.ReplaceAll(t.State, "_", " "), exit, took)
+	}
+	tw.Flush()
 }
 
 // unknownTask explains a task name that is neither built in nor in the
@@ -546,10 +598,15 @@ const pollEvery = 150 * time.Millisecond
 
 // follow prints the output of tasks as it comes, until every task has an
 // outcome, and returns their final projections. With several tasks, each
-// line is prefixed by its label.
-func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer) ([]projections.Task, error) {
+// line is prefixed by its label. show, if not nil, gets the state of every
+// task after each look at them.
+func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer, show func(states []string)) ([]projections.Task, error) {
 	last := make([]string, len(ids)) // last entry read of each task's log
 	done := make([]*projections.Task, len(ids))
+	states := make([]string, len(ids))
+	for i := range states {
+		states[i] = projections.TaskWaiting
+	}
 	partial := make([]map[string]string, len(ids)) // unterminated line per stream
 	for i := range partial {
 		partial[i] = map[string]string{}
@@ -585,6 +642,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 			if err != nil && !errors.Is(err, projections.ErrNotFound) {
 				return nil, err
 			}
+			if err == nil {
+				states[i] = t.State
+			}
 			for {
 				entries, err := streams.After(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], 500)
 				if err != nil {
@@ -609,6 +669,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 				done[i] = &t
 				remaining--
 			}
+		}
+		if show != nil {
+			show(states)
 		}
 		if remaining == 0 {
 			out := make([]projections.Task, len(done))
@@ -802,7 +865,7 @@ func taskLogs(ctx context.Context, cmd *cli.Command) error {
 	}
 	out, errw := cmd.Root().Writer, cmd.Root().ErrWriter
 	if cmd.Bool("follow") {
-		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw)
+		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw, nil)
 		return err
 	}
 	return streams.Replay(ctx, e.rdb, e.keys.TaskLog(id), "-", "+", 0, func(en streams.Entry) error {

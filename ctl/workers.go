@@ -73,8 +73,9 @@ Examples:
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "show what would change, apply nothing"},
-					&cli.StringFlag{Name: "provider", Value: "print", Usage: "print, or local: start or stop agents on this machine to match"},
+					&cli.StringFlag{Name: "provider", Value: "print", Usage: "print (the join command for each missing worker), or local: start or stop agents on this machine to match"},
 					&cli.StringFlag{Name: "state-dir", Usage: "the local provider's pid and log files (default: $XDG_STATE_HOME/celeroot/<cluster>)"},
+					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "with --provider local, how long to wait for started agents to become healthy and stopped ones to exit"},
 				},
 				Action: workersScale,
 			},
@@ -348,6 +349,11 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	case len(idx) > 1:
 		return usagef("several worker groups have role %s (%s): say which with --group", role, strings.Join(names, ", "))
 	}
+	// A bad --provider is refused before anything is applied.
+	p, err := newProvider(cmd, e)
+	if err != nil {
+		return err
+	}
 	b.Cluster.Spec.Workers[idx[0]].Replicas = replicas
 	if cmd.String("message") == "" {
 		_ = cmd.Set("message", fmt.Sprintf("scale %s (role %s) to %d", names[0], role, replicas))
@@ -355,13 +361,10 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	if err := apply(ctx, cmd, e, b.Set(), 0); err != nil {
 		return err
 	}
-	switch cmd.String("provider") {
-	case "local":
-		return convergeLocal(ctx, cmd, e)
-	case "print":
+	if cmd.Bool("dry-run") {
 		return nil
 	}
-	return usagef("--provider %q: use print or local", cmd.String("provider"))
+	return converge(ctx, cmd, e, b.Cluster, p, cmd.Duration("wait"))
 }
 
 // workerArg connects and reads the worker named by the command's one
