@@ -18,6 +18,11 @@ func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
 		Usage: "the cluster as a whole",
+		Description: `Examples:
+  celeroot cluster init --name production
+  celeroot cluster deploy -f cluster.yaml -f catalog/ --provider local
+  celeroot cluster status
+  celeroot cluster destroy`,
 		Commands: []*cli.Command{
 			{
 				Name:  "init",
@@ -47,6 +52,12 @@ Examples:
 			{
 				Name:  "destroy",
 				Usage: "tell the workers to drain and leave, then delete every key of this cluster (and of no other)",
+				Description: `Asks for the cluster's name unless --yes. Another cluster in the same Redis
+is left untouched.
+
+Examples:
+  celeroot cluster destroy
+  celeroot --cluster staging cluster destroy --yes`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation (for scripts)"},
 					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for workers to leave before deleting"},

@@ -39,26 +39,50 @@ Examples:
   celeroot config rollback --to 3`,
 		Commands: []*cli.Command{
 			{
-				Name:   "validate",
-				Usage:  "check documents without touching anything (no Redis needed)",
+				Name:  "validate",
+				Usage: "check documents without touching anything (no Redis needed)",
+				Description: `Every problem is reported, as file:line:col: /json/pointer: what (hint: how
+to fix); exit 1 if there is any.
+
+Examples:
+  celeroot config validate -f cluster.yaml
+  celeroot config validate -f cluster.yaml -f catalog/
+  cat cluster.yaml | celeroot config validate -f -`,
 				Flags:  []cli.Flag{fileFlag()},
 				Action: configValidate,
 			},
 			{
-				Name:   "schema",
-				Usage:  "print the JSON Schema of a document kind, for editors",
+				Name:  "schema",
+				Usage: "print the JSON Schema of a document kind, for editors",
+				Description: `Examples:
+  celeroot config schema > cluster.schema.json
+  celeroot config schema --kind Task > task.schema.json`,
 				Flags:  []cli.Flag{&cli.StringFlag{Name: "kind", Value: schema.KindCluster, Usage: "Cluster or Task"}},
 				Action: configSchema,
 			},
 			{
-				Name:   "diff",
-				Usage:  "compare documents with the applied revision; exit 0 when equal, 1 when different, >1 on error",
+				Name:  "diff",
+				Usage: "compare documents with the applied revision; exit 0 when equal, 1 when different, >1 on error",
+				Description: `Shows what changes per worker group, schedule, queue and task, and which
+live workers gain or lose tasks; coloured on a terminal, unless --no-color
+or $NO_COLOR.
+
+Examples:
+  celeroot config diff -f cluster.yaml -f catalog/
+  celeroot config diff -f cluster.yaml -o json
+  celeroot config diff -f cluster.yaml >/dev/null; echo $?   # 0 same, 1 different, 3 error`,
 				Flags:  []cli.Flag{fileFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}},
 				Action: configDiff,
 			},
 			{
 				Name:  "apply",
 				Usage: "apply documents as a new revision",
+				Description: `An identical configuration is reported unchanged and nothing is appended.
+
+Examples:
+  celeroot config apply -f cluster.yaml -f catalog/
+  celeroot config apply -f cluster.yaml --expect-revision 4 -m "two more web workers"
+  celeroot config apply -f cluster.yaml --dry-run`,
 				Flags: []cli.Flag{fileFlag(),
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one (0: nothing applied yet)"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
@@ -67,14 +91,20 @@ Examples:
 				Action: configApply,
 			},
 			{
-				Name:   "history",
-				Usage:  "list applied revisions",
+				Name:  "history",
+				Usage: "list applied revisions",
+				Description: `Examples:
+  celeroot config history
+  celeroot config history -o json`,
 				Flags:  []cli.Flag{outputFlag()},
 				Action: configHistory,
 			},
 			{
 				Name:  "show",
 				Usage: "print an applied revision's documents",
+				Description: `Examples:
+  celeroot config show
+  celeroot config show --revision 3 > cluster-r3.yaml`,
 				Flags: []cli.Flag{&cli.IntFlag{Name: "revision", Usage: "revision to show (default: the current one)"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"}},
 				Action: configShow,
@@ -82,6 +112,9 @@ Examples:
 			{
 				Name:  "rollback",
 				Usage: "apply an earlier revision's content again, as a new revision",
+				Description: `Examples:
+  celeroot config rollback --to 3
+  celeroot config rollback --to 3 --expect-revision 5 -m "revert the scale-up"`,
 				Flags: []cli.Flag{&cli.IntFlag{Name: "to", Required: true, Usage: "revision whose content to apply"},
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"}},

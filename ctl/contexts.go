@@ -207,10 +207,19 @@ Examples:
   celeroot context list
   celeroot --context staging workers list`,
 		Commands: []*cli.Command{
-			{Name: "list", Usage: "list the contexts; * marks the current one", Action: contextList},
-			{Name: "use", Usage: "make a context the current one", ArgsUsage: "<name>", Action: contextUse},
+			{Name: "list", Usage: "list the contexts; * marks the current one", Action: contextList,
+				Description: "Example:\n  celeroot context list"},
+			{Name: "use", Usage: "make a context the current one", ArgsUsage: "<name>", Action: contextUse,
+				Description: "Example:\n  celeroot context use prod"},
 			{
 				Name: "set", Usage: "create or change a context", ArgsUsage: "<name>",
+				Description: `Only the flags given change. The first context saved becomes the current
+one. A password is never stored: name the variable or file that holds it.
+
+Examples:
+  celeroot context set prod --redis rediss://redis.internal:6380 --cluster production --password-env PROD_REDIS_PASSWORD
+  celeroot context set ha --redis redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster --cluster production
+  celeroot context set prod --password-file /etc/celeroot/redis.pass`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "redis", Usage: "Redis URL (without a password)"},
 					&cli.StringFlag{Name: "cluster", Usage: "cluster name"},

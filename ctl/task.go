@@ -22,6 +22,11 @@ func taskCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "task",
 		Usage: "run tasks and look at their status and output",
+		Description: `Examples:
+  celeroot task run install-package --target webserver01 --package nginx
+  celeroot task run command --target role:webserver --wait -- uptime
+  celeroot task status <task-id>
+  celeroot task logs <task-id>`,
 		Commands: []*cli.Command{
 			{
 				Name:      "run",
@@ -46,7 +51,7 @@ Examples:
 					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2 (alone: every healthy worker with them)"},
 					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
 					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
-					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
+					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed); on several workers, also the counts by state as they change and a line per task, on stderr"},
 					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
 					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
 					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
@@ -56,8 +61,14 @@ Examples:
 				Action: runTask,
 			},
 			{
-				Name:      "status",
-				Usage:     "show a task: state, attempts, worker, timings, outcome",
+				Name:  "status",
+				Usage: "show a task: state, attempts, worker, timings, outcome",
+				Description: `A job id (a fan-out) shows the counts by state and every task.
+
+Examples:
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F -o json
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F --at 2026-11-29T02:00:00Z`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{outputFlag(), atFlag()},
 				Action:    taskStatus,
@@ -83,32 +94,47 @@ Examples:
 				Name:    "catalog",
 				Aliases: []string{"defs"},
 				Usage:   "list the tasks that can be run: the built-in ones and the applied catalog",
-				Flags:   []cli.Flag{outputFlag()},
-				Action:  taskCatalog,
+				Description: `Examples:
+  celeroot task catalog
+  celeroot task catalog -o json`,
+				Flags:  []cli.Flag{outputFlag()},
+				Action: taskCatalog,
 			},
 			{
-				Name:      "cancel",
-				Usage:     "cancel a task: a waiting one never runs, a running one is killed",
+				Name:  "cancel",
+				Usage: "cancel a task: a waiting one never runs, a running one is killed",
+				Description: `Example:
+  celeroot task cancel 01J9Z4QK8M3V6T2X5B7C9D1E0F --reason "wrong host"`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
 				Action:    taskCancel,
 			},
 			{
-				Name:   "dead",
-				Usage:  "list dead letters: tasks given up on, and entries that could not be read",
+				Name:  "dead",
+				Usage: "list dead letters: tasks given up on, and entries that could not be read",
+				Description: `Examples:
+  celeroot task dead
+  celeroot task dead --limit 10 -o json`,
 				Flags:  []cli.Flag{outputFlag(), &cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 50}},
 				Action: taskDead,
 			},
 			{
-				Name:      "redrive",
-				Usage:     "submit an ended task again, as a new task with the same command and target",
+				Name:  "redrive",
+				Usage: "submit an ended task again, as a new task with the same command and target",
+				Description: `Example:
+  celeroot task redrive 01J9Z4QK8M3V6T2X5B7C9D1E0F --wait`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the new task to its end"}},
 				Action:    taskRedrive,
 			},
 			{
-				Name:      "logs",
-				Usage:     "print a task's output",
+				Name:  "logs",
+				Usage: "print a task's output",
+				Description: `The task's stdout goes to stdout, its stderr to stderr.
+
+Examples:
+  celeroot task logs 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task logs --follow 01J9Z4QK8M3V6T2X5B7C9D1E0F`,
 				ArgsUsage: "<task-id>",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing output until the task ends"},

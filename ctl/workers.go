@@ -19,7 +19,12 @@ import (
 func workersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "workers",
-		Usage: "look at the workers of the cluster",
+		Usage: "look at, add, remove, drain and scale the workers of the cluster",
+		Description: `Examples:
+  celeroot workers list -o wide
+  celeroot workers add --hostname webserver01 --role webserver --label tier=web
+  celeroot workers scale --role webserver --replicas 3
+  celeroot workers remove webserver01`,
 		Commands: []*cli.Command{
 			{
 				Name:  "list",
@@ -41,8 +46,11 @@ Examples:
 				Action: workersList,
 			},
 			{
-				Name:      "show",
-				Usage:     "show one worker",
+				Name:  "show",
+				Usage: "show one worker",
+				Description: `Examples:
+  celeroot workers show web1
+  celeroot workers show web1 -o json`,
 				ArgsUsage: "<hostname>",
 				Flags:     []cli.Flag{outputFlag()},
 				Action:    workersShow,
@@ -50,6 +58,10 @@ Examples:
 			{
 				Name:  "add",
 				Usage: "expect a worker: list it as expected and print how to start its agent",
+				Description: `The worker is listed as expected until its agent registers.
+
+Example:
+  celeroot workers add --hostname webserver01 --role webserver --label tier=web --label environment=production`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "hostname", Required: true, Usage: "the worker's name"},
 					&cli.StringFlag{Name: "role", Required: true, Usage: "its role"},
@@ -58,14 +70,24 @@ Examples:
 				Action: workersAdd,
 			},
 			{
-				Name:      "remove",
-				Usage:     "take a worker out: it drains and leaves, its queued tasks expire, and it is no longer listed",
+				Name:  "remove",
+				Usage: "take a worker out: it drains and leaves, its queued tasks expire, and it is no longer listed",
+				Description: `Example:
+  celeroot workers remove webserver01`,
 				ArgsUsage: "<hostname>",
 				Action:    workersRemove,
 			},
 			{
 				Name:  "scale",
 				Usage: "set the desired number of workers of a role (a new config revision)",
+				Description: `The print provider (the default) gives the agent command for each missing
+worker; the local provider starts or stops agents on this machine and waits
+for them (--wait), showing progress on stderr.
+
+Examples:
+  celeroot workers scale --role webserver --replicas 3
+  celeroot workers scale --role webserver --replicas 1 --provider local
+  celeroot workers scale --role webserver --group edge --replicas 2 --expect-revision 7`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "role", Required: true, Usage: "the role"},
 					&cli.IntFlag{Name: "replicas", Required: true, Usage: "desired workers"},
@@ -80,8 +102,10 @@ Examples:
 				Action: workersScale,
 			},
 			{
-				Name:      "drain",
-				Usage:     "tell a worker to stop taking tasks, finish running ones and leave (as SIGTERM does)",
+				Name:  "drain",
+				Usage: "tell a worker to stop taking tasks, finish running ones and leave (as SIGTERM does)",
+				Description: `Example:
+  celeroot workers drain web1 --reason "kernel upgrade"`,
 				ArgsUsage: "<hostname>",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
 				Action:    workersDrain,
