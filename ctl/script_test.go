@@ -107,8 +107,9 @@ type sentinelKey struct{}
 // TestSentinelScripts runs every script of testdata/sentinel against its
 // own Sentinel-managed Redis (a master, a replica and three sentinels; see
 // streamstest.NewSentinel), with $CELEROOT_REDIS_URL and $SENTINEL_URL set
-// to its redis+sentinel:// URL and $CELEROOT_CONFIG to a contexts file in
-// the script's directory. Besides the commands of TestScripts, scripts have:
+// to its redis+sentinel:// URL, $SENTINEL_ADDR to its first sentinel's
+// host:port and $CELEROOT_CONFIG to a contexts file in the script's
+// directory. Besides the commands of TestScripts, scripts have:
 //
 //	sentinel-failover
 //	    promote the replica with SENTINEL FAILOVER and wait until the
@@ -121,6 +122,7 @@ func TestSentinelScripts(t *testing.T) {
 		env.Values[sentinelKey{}] = srv
 		env.Setenv("CELEROOT_REDIS_URL", srv.URL)
 		env.Setenv("SENTINEL_URL", srv.URL)
+		env.Setenv("SENTINEL_ADDR", srv.SentinelAddrs[0])
 		env.Setenv("CELEROOT_CONFIG", filepath.Join(env.WorkDir, "contexts.yaml"))
 		return nil
 	}, map[string]func(ts *testscript.TestScript, neg bool, args []string){

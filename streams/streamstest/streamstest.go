@@ -1,6 +1,9 @@
 // Package streamstest starts real Redis servers for tests: a shared single
 // node and a shared three-master Redis Cluster per test binary, plus private
-// servers for tests that need to stop, restart or kill them.
+// servers for tests that need to stop, restart or kill them. A
+// Sentinel-managed deployment (a master, a replica, three sentinels; see
+// [Sentinel] and [NewSentinel]) is started only by the tests that ask for
+// one.
 //
 // Typical use:
 //
