@@ -110,7 +110,7 @@ func converge(ctx context.Context, cmd *cli.Command, e *env, c *schema.Cluster, 
 				status = append(status, span{text: ", "})
 			}
 			color := colorYellow
-			if g.Missing == 0 {
+			if len(g.Healthy) == g.Group.Replicas {
 				color = colorGreen
 			}
 			status = append(status, span{fmt.Sprintf("%s %d/%d", g.Group.Name, len(g.Healthy), g.Group.Replicas), color})

@@ -302,6 +302,11 @@ func ping(ctx context.Context, rdb redis.UniversalClient, cfg *ConnConfig) (stri
 	}()
 	select {
 	case r := <-ch:
+		if r.err != nil && cfg.Mode == ModeSentinel && isAuthError(r.err) && strings.Contains(r.err.Error(), "all sentinels") {
+			// go-redis joins the answer of every sentinel: say it once.
+			first, _, _ := strings.Cut(strings.TrimPrefix(r.err.Error(), "redis: all sentinels specified in configuration are unreachable: "), "\n")
+			return "", &connError{kind: ErrAuth, msg: fmt.Sprintf("the sentinels at %s rejected the credentials: %s (set the sentinels' password in $%s)", display, first, EnvSentinelPassword)}
+		}
 		if r.err != nil {
 			return "", ConnError(display, r.err)
 		}

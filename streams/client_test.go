@@ -188,3 +188,43 @@ func TestConnectSentinel(t *testing.T) {
 		}
 	})
 }
+
+// With passwords on the data nodes and on the sentinels, each comes from
+// its own environment variable; a wrong or missing one is an auth error
+// that says where the password goes.
+func TestConnectSentinelPasswords(t *testing.T) {
+	srv := streamstest.NewSentinel(t, streamstest.WithPassword("data-pw"), streamstest.WithSentinelPassword("sentinel-pw"))
+	url := "redis+sentinel://" + strings.Join(srv.SentinelAddrs, ",") + "/" + srv.MasterName
+	for _, tt := range []struct {
+		name, data, sentinel string
+		wantErr              error
+		wantHint             string
+	}{
+		{"both", "data-pw", "sentinel-pw", nil, ""},
+		{"no sentinel password", "data-pw", "", streams.ErrAuth, streams.EnvSentinelPassword},
+		{"wrong data password", "nope", "sentinel-pw", streams.ErrAuth, streams.EnvPassword},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(streams.EnvPassword, tt.data)
+			t.Setenv(streams.EnvSentinelPassword, tt.sentinel)
+			cfg, err := streams.ParseURL(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb, err := streams.Connect(context.Background(), cfg, 0, 5*time.Second)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Connect error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantHint) {
+					t.Errorf("error %q does not name $%s", err, tt.wantHint)
+				}
+				return
+			}
+			defer rdb.Close()
+			if err := rdb.Set(context.Background(), streamstest.ClusterName(t)+":k", "v", time.Minute).Err(); err != nil {
+				t.Errorf("SET: %v", err)
+			}
+		})
+	}
+}

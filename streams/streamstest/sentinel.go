@@ -75,6 +75,13 @@ func NewSentinel(tb testing.TB, opts ...Option) *Server {
 	return s
 }
 
+// WithSentinelPassword makes the sentinels of [NewSentinel] require a
+// password of their own (requirepass in sentinel mode), as
+// $CELEROOT_SENTINEL_PASSWORD gives it to celeroot. [Server.Client] uses it.
+func WithSentinelPassword(password string) Option {
+	return func(o *options) { o.sentinelPassword = password }
+}
+
 // startSentinel launches the master, then its replicas, and once they
 // replicate, the sentinels: a sentinel learns the replicas from the
 // master's INFO, which it asks for on connecting and then only every 10 s.
@@ -86,6 +93,8 @@ func startSentinel(bin string, o options, shared bool) (*Server, error) {
 		Password:   o.password,
 		shared:     shared,
 		replicas:   o.replicas,
+
+		SentinelPassword: o.sentinelPassword,
 	}
 	fail := func(err error) (*Server, error) {
 		destroyNodes(s.nodes)
@@ -108,7 +117,8 @@ func startSentinel(bin string, o options, shared bool) (*Server, error) {
 	}
 	watchers, err := launchMany(sentinels, func() (*node, error) {
 		return launch(func(dir string, port int) *node {
-			return &node{bin: bin, port: port, dir: dir, sentinel: sentinelConfig(master.port, o.password)}
+			return &node{bin: bin, port: port, dir: dir, password: o.sentinelPassword,
+				sentinel: sentinelConfig(master.port, o.password, o.sentinelPassword)}
 		}, false)
 	})
 	s.nodes = append(s.nodes, watchers...)
@@ -176,7 +186,7 @@ func (s *Server) waitReplicas(timeout time.Duration) error {
 
 // sentinelConfig is the configuration of a sentinel watching the master on
 // masterPort.
-func sentinelConfig(masterPort int, password string) []string {
+func sentinelConfig(masterPort int, password, sentinelPassword string) []string {
 	m := SentinelMasterName
 	c := []string{
 		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d %d", m, masterPort, sentinelQuorum),
@@ -187,6 +197,10 @@ func sentinelConfig(masterPort int, password string) []string {
 	if password != "" {
 		c = append(c, fmt.Sprintf("sentinel auth-pass %s %s", m, confQuote(password)))
 	}
+	if sentinelPassword != "" {
+		// The sentinels talk to each other with it too.
+		c = append(c, "requirepass "+confQuote(sentinelPassword), "sentinel sentinel-pass "+confQuote(sentinelPassword))
+	}
 	return c
 }
 
@@ -196,7 +210,7 @@ func (s *Server) sentinelNodes() []*node { return s.nodes[1+s.replicas:] }
 
 func (s *Server) sentinelClient(n *node) *redis.SentinelClient {
 	return redis.NewSentinelClient(&redis.Options{
-		Addr: n.addr(), DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
+		Addr: n.addr(), Password: s.SentinelPassword, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
 		WriteTimeout: 2 * time.Second, MaxRetries: -1, PoolSize: 2, DisableIdentity: true,
 	})
 }

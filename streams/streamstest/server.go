@@ -38,6 +38,9 @@ type Server struct {
 	Sentinel      bool
 	SentinelAddrs []string
 	MasterName    string
+	// SentinelPassword is the sentinels' own requirepass (see
+	// [WithSentinelPassword]), empty if none. It is not in URL.
+	SentinelPassword string
 	// Password is the requirepass password, empty if none.
 	Password string
 
@@ -143,7 +146,8 @@ func (s *Server) Client(tb testing.TB) redis.UniversalClient {
 	case s.Cluster:
 		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.Addrs, Password: s.Password})
 	case s.Sentinel:
-		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs, Password: s.Password})
+		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs,
+			Password: s.Password, SentinelPassword: s.SentinelPassword})
 	default:
 		c = redis.NewClient(&redis.Options{Addr: s.Addrs[0], Password: s.Password})
 	}

@@ -62,10 +62,11 @@ func Main(m *testing.M) int {
 type Option func(*options)
 
 type options struct {
-	directives []string
-	password   string
-	masters    int
-	replicas   int
+	directives       []string
+	password         string
+	sentinelPassword string
+	masters          int
+	replicas         int
 }
 
 // WithConfig appends configuration directives, one per string, to the server's
