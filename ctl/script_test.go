@@ -115,6 +115,9 @@ type sentinelKey struct{}
 //	    promote the replica with SENTINEL FAILOVER and wait until the
 //	    sentinels name it and the old master replicates from it; sets
 //	    $OLD_MASTER and $NEW_MASTER to their host:port
+//	sentinel-kill-master
+//	    kill the master (SIGKILL, as a crash) and wait until the sentinels
+//	    have promoted a replica; sets $OLD_MASTER and $NEW_MASTER
 func TestSentinelScripts(t *testing.T) {
 	t.Parallel()
 	testscript.Run(t, scriptParams("testdata/sentinel", func(env *testscript.Env, tb testing.TB) error {
@@ -126,7 +129,8 @@ func TestSentinelScripts(t *testing.T) {
 		env.Setenv("CELEROOT_CONFIG", filepath.Join(env.WorkDir, "contexts.yaml"))
 		return nil
 	}, map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"sentinel-failover": cmdSentinelFailover,
+		"sentinel-failover":    cmdSentinelFailover,
+		"sentinel-kill-master": cmdSentinelKillMaster,
 	}))
 }
 
@@ -225,6 +229,23 @@ func cmdLocalAgents(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cmdSentinelKillMaster crashes the master of the script's Sentinel
+// deployment and waits for the sentinels to replace it.
+func cmdSentinelKillMaster(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: sentinel-kill-master")
+	}
+	srv := ts.Value(sentinelKey{}).(*streamstest.Server)
+	tb := ts.Value(tbKey{}).(testing.TB)
+	old := srv.MasterAddr(tb)
+	start := time.Now()
+	srv.KillNode(tb, old)
+	now := srv.WaitMaster(tb, old)
+	ts.Logf("master %s killed; %s promoted after %s", old, now, time.Since(start).Round(time.Millisecond))
+	ts.Setenv("OLD_MASTER", old)
+	ts.Setenv("NEW_MASTER", now)
 }
 
 // cmdReplace replaces text in a file of the script's directory.
