@@ -352,7 +352,11 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 	if len(waiting) > 0 {
 		fmt.Fprintf(w, "asked %d workers to drain and leave: %s\n", len(waiting), strings.Join(waiting, ", "))
 		deadline := time.Now().Add(cmd.Duration("wait"))
+		prog := newProgress(cmd)
+		asked := len(waiting)
 		for len(waiting) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			prog.Update(span{text: "waiting for workers to leave: "}, span{fmt.Sprintf("%d of %d left", asked-len(waiting), asked), colorYellow},
+				span{text: "; still there: " + strings.Join(waiting, ", ")})
 			time.Sleep(200 * time.Millisecond)
 			var still []string
 			for _, h := range waiting {
@@ -361,6 +365,11 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 				}
 			}
 			waiting = still
+		}
+		if len(waiting) == 0 {
+			prog.Done(span{text: "waiting for workers to leave: "}, span{fmt.Sprintf("%d of %d left", asked, asked), colorGreen})
+		} else {
+			prog.Done()
 		}
 		if len(waiting) > 0 {
 			fmt.Fprintf(w, "still running after %s (their next Redis calls will fail): %s\n", cmd.Duration("wait"), strings.Join(waiting, ", "))
