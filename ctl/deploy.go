@@ -140,6 +140,9 @@ func converge(ctx context.Context, cmd *cli.Command, e *env, c *schema.Cluster, 
 			for _, name := range stopping {
 				why = append(why, name+" has not exited")
 			}
+			if len(why) == 0 {
+				why = append(why, "see the logs of the agents started before, in "+lp.dir)
+			}
 			return fmt.Errorf("not converged after %s (--wait): %d workers missing; %s", wait, missing, strings.Join(why, "; "))
 		}
 		select {

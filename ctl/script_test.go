@@ -87,7 +87,10 @@ type tbKey struct{}
 //	    replace every OLD in FILE by NEW (OLD must occur), as in
 //	    replace cluster.yaml 'name: production' 'name: '$CELEROOT_CLUSTER
 //
-// $EXAMPLES is the repository's examples directory.
+// $EXAMPLES is the repository's examples directory. $XDG_STATE_HOME is in
+// the script's directory, so the local provider keeps its pid and log files
+// there, and runs its agents as this program; agents still running when a
+// script ends are killed.
 func TestScripts(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
