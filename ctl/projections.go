@@ -20,8 +20,19 @@ Examples:
   celeroot projections verify     # exit 1 and the differences if they disagree
   celeroot projections rebuild    # replace every record with a fresh fold`,
 		Commands: []*cli.Command{
-			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history", Action: projectionsVerify},
-			{Name: "rebuild", Usage: "replace every projection record with a fresh fold of the history", Action: projectionsRebuild},
+			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history",
+				Description: `Exit 0 when they agree, 1 and the differences otherwise.
+
+Example:
+  celeroot projections verify`,
+				Action: projectionsVerify},
+			{Name: "rebuild", Usage: "replace every projection record with a fresh fold of the history",
+				Description: `Each record is replaced atomically; events appended while it works are
+applied again after, so agents may keep running.
+
+Example:
+  celeroot projections rebuild && celeroot projections verify`,
+				Action: projectionsRebuild},
 		},
 	}
 }

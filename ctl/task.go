@@ -22,6 +22,11 @@ func taskCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "task",
 		Usage: "run tasks and look at their status and output",
+		Description: `Examples:
+  celeroot task run install-package --target webserver01 --package nginx
+  celeroot task run command --target role:webserver --wait -- uptime
+  celeroot task status <task-id>
+  celeroot task logs <task-id>`,
 		Commands: []*cli.Command{
 			{
 				Name:      "run",
@@ -46,7 +51,7 @@ Examples:
 					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2 (alone: every healthy worker with them)"},
 					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
 					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
-					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
+					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed); on several workers, also the counts by state as they change and a line per task, on stderr"},
 					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
 					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
 					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
@@ -56,8 +61,14 @@ Examples:
 				Action: runTask,
 			},
 			{
-				Name:      "status",
-				Usage:     "show a task: state, attempts, worker, timings, outcome",
+				Name:  "status",
+				Usage: "show a task: state, attempts, worker, timings, outcome",
+				Description: `A job id (a fan-out) shows the counts by state and every task.
+
+Examples:
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F -o json
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F --at 2026-11-29T02:00:00Z`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{outputFlag(), atFlag()},
 				Action:    taskStatus,
@@ -83,32 +94,47 @@ Examples:
 				Name:    "catalog",
 				Aliases: []string{"defs"},
 				Usage:   "list the tasks that can be run: the built-in ones and the applied catalog",
-				Flags:   []cli.Flag{outputFlag()},
-				Action:  taskCatalog,
+				Description: `Examples:
+  celeroot task catalog
+  celeroot task catalog -o json`,
+				Flags:  []cli.Flag{outputFlag()},
+				Action: taskCatalog,
 			},
 			{
-				Name:      "cancel",
-				Usage:     "cancel a task: a waiting one never runs, a running one is killed",
+				Name:  "cancel",
+				Usage: "cancel a task: a waiting one never runs, a running one is killed",
+				Description: `Example:
+  celeroot task cancel 01J9Z4QK8M3V6T2X5B7C9D1E0F --reason "wrong host"`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
 				Action:    taskCancel,
 			},
 			{
-				Name:   "dead",
-				Usage:  "list dead letters: tasks given up on, and entries that could not be read",
+				Name:  "dead",
+				Usage: "list dead letters: tasks given up on, and entries that could not be read",
+				Description: `Examples:
+  celeroot task dead
+  celeroot task dead --limit 10 -o json`,
 				Flags:  []cli.Flag{outputFlag(), &cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 50}},
 				Action: taskDead,
 			},
 			{
-				Name:      "redrive",
-				Usage:     "submit an ended task again, as a new task with the same command and target",
+				Name:  "redrive",
+				Usage: "submit an ended task again, as a new task with the same command and target",
+				Description: `Example:
+  celeroot task redrive 01J9Z4QK8M3V6T2X5B7C9D1E0F --wait`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the new task to its end"}},
 				Action:    taskRedrive,
 			},
 			{
-				Name:      "logs",
-				Usage:     "print a task's output",
+				Name:  "logs",
+				Usage: "print a task's output",
+				Description: `The task's stdout goes to stdout, its stderr to stderr.
+
+Examples:
+  celeroot task logs 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task logs --follow 01J9Z4QK8M3V6T2X5B7C9D1E0F`,
 				ArgsUsage: "<task-id>",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing output until the task ends"},
@@ -392,11 +418,63 @@ func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string
 		}
 	}
 	errw := cmd.Root().ErrWriter
-	done, err := follow(ctx, e, projections.NewStore(e.rdb, e.keys), ids, labels, cmd.Root().Writer, errw)
+	store := projections.NewStore(e.rdb, e.keys)
+	if len(ids) == 1 {
+		done, err := follow(ctx, e, store, ids, labels, cmd.Root().Writer, errw, nil)
+		if err != nil {
+			return err
+		}
+		return summarize(done, errw)
+	}
+	// A fan-out: the counts by state as they change, the output of each
+	// task as it comes, then one line per task.
+	p := newProgress(cmd)
+	show := func(states []string) {
+		counts := map[string]int{}
+		for _, st := range states {
+			counts[st]++
+		}
+		p.Update(append([]span{{text: fmt.Sprintf("%d tasks: ", len(ids))}}, countSpans(counts, taskStateOrder)...)...)
+	}
+	done, err := follow(ctx, e, store, ids, labels, p.Writer(cmd.Root().Writer), p.Writer(errw), show)
 	if err != nil {
+		p.Done()
 		return err
 	}
+	counts := map[string]int{}
+	for _, t := range done {
+		counts[t.State]++
+	}
+	p.Done(append([]span{{text: fmt.Sprintf("%d tasks: ", len(done))}}, countSpans(counts, taskStateOrder)...)...)
+	printOutcomes(errw, done, labels)
 	return summarize(done, errw)
+}
+
+// taskStateOrder is the order of task states in progress lines.
+var taskStateOrder = []string{projections.TaskWaiting, projections.TaskRunning, projections.TaskRetrying,
+	string(events.Succeeded), string(events.Failed), string(events.TimedOut), projections.TaskExpired,
+	projections.TaskCancelled, projections.TaskDead}
+
+// printOutcomes writes one line per ended task of a fan-out: its worker
+// (or label), state, exit code and how long its last attempt ran.
+func printOutcomes(w io.Writer, tasks []projections.Task, labels []string) {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WORKER\tTASK\tSTATE\tEXIT\tDURATION")
+	for i, t := range tasks {
+		exit, took := "-", "-"
+		if t.Outcome != "" {
+			exit = fmt.Sprint(t.ExitCode)
+		}
+		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].DurationMS > 0 {
+			took = fmtDuration(time.Duration(t.Attempts[n-1].DurationMS) * time.Millisecond)
+		}
+		worker := t.Worker
+		if worker == "" {
+			worker = labels[i]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(worker), t.ID, strings.ReplaceAll(t.State, "_", " "), exit, took)
+	}
+	tw.Flush()
 }
 
 // unknownTask explains a task name that is neither built in nor in the
@@ -607,10 +685,15 @@ const pollEvery = 150 * time.Millisecond
 
 // follow prints the output of tasks as it comes, until every task has an
 // outcome, and returns their final projections. With several tasks, each
-// line is prefixed by its label.
-func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer) ([]projections.Task, error) {
+// line is prefixed by its label. show, if not nil, gets the state of every
+// task after each look at them.
+func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer, show func(states []string)) ([]projections.Task, error) {
 	last := make([]string, len(ids)) // last entry read of each task's log
 	done := make([]*projections.Task, len(ids))
+	states := make([]string, len(ids))
+	for i := range states {
+		states[i] = projections.TaskWaiting
+	}
 	partial := make([]map[string]string, len(ids)) // unterminated line per stream
 	for i := range partial {
 		partial[i] = map[string]string{}
@@ -646,6 +729,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 			if err != nil && !errors.Is(err, projections.ErrNotFound) {
 				return nil, err
 			}
+			if err == nil {
+				states[i] = t.State
+			}
 			for {
 				entries, err := streams.After(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], 500)
 				if err != nil {
@@ -670,6 +756,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 				done[i] = &t
 				remaining--
 			}
+		}
+		if show != nil {
+			show(states)
 		}
 		if remaining == 0 {
 			out := make([]projections.Task, len(done))
@@ -863,7 +952,7 @@ func taskLogs(ctx context.Context, cmd *cli.Command) error {
 	}
 	out, errw := cmd.Root().Writer, cmd.Root().ErrWriter
 	if cmd.Bool("follow") {
-		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw)
+		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw, nil)
 		return err
 	}
 	return streams.Replay(ctx, e.rdb, e.keys.TaskLog(id), "-", "+", 0, func(en streams.Entry) error {
