@@ -71,6 +71,15 @@ Examples:
 			{
 				Name:  "throughput",
 				Usage: "push N tasks through the full path (submit, dispatch, execute, result, projection) with K agents",
+				Description: `The tasks are submitted in batches (--batch per round trip) to the role
+queue of K in-process agents and counted once every one is projected as
+ended. Tasks per second is from the first submission to the last result
+projected.
+
+Examples:
+  celeroot bench throughput
+  celeroot bench throughput --tasks 20000 --agents 2 --concurrency 64
+  celeroot bench throughput --exec /bin/true --tasks 5000`,
 				Flags: common(
 					&cli.IntFlag{Name: "tasks", Usage: "tasks to run", Value: 100000},
 					&cli.IntFlag{Name: "agents", Usage: "agents (each with its own connection pool, as separate processes would have)", Value: 4},
@@ -85,6 +94,13 @@ Examples:
 			{
 				Name:  "latency",
 				Usage: "submit tasks one by one at a fixed rate; submit-to-start and submit-to-result percentiles",
+				Description: `Tasks are submitted one at a time, as 'celeroot task run' does, at a fixed
+rate whatever the answers take (an open loop). Submit to start is from the
+submission event to the start event; submit to result, to the finish event.
+
+Examples:
+  celeroot bench latency
+  celeroot bench latency --rate 500 --duration 30s`,
 				Flags: common(
 					&cli.IntFlag{Name: "rate", Usage: "tasks per second", Value: 2000},
 					&cli.DurationFlag{Name: "duration", Usage: "how long to submit", Value: 10 * time.Second},
@@ -95,14 +111,29 @@ Examples:
 				Action: benchAction(runLatency),
 			},
 			{
-				Name:   "fanout",
-				Usage:  "one run targeted at all workers of a simulated fleet; time until every result is projected",
+				Name:  "fanout",
+				Usage: "one run targeted at all workers of a simulated fleet; time until every result is projected",
+				Description: `What 'celeroot task run command --target all' does on a fleet of simulated
+workers: resolve the targets, submit one task per worker in one batch, and
+wait until every result is projected.
+
+Examples:
+  celeroot bench fanout
+  celeroot bench fanout --workers 200`,
 				Flags:  common(&cli.IntFlag{Name: "workers", Usage: "simulated workers", Value: 1000}),
 				Action: benchAction(runFanout),
 			},
 			{
 				Name:  "fleet",
 				Usage: "a simulated fleet heartbeating; Redis CPU and memory, heartbeat-to-projection lag, status latency",
+				Description: `Simulated workers register and heartbeat; meanwhile the heartbeats' lag
+into the projections is sampled, and 'cluster status' and 'workers list'
+are timed every second. The open-file limit and Redis maxclients are raised
+where allowed; otherwise the error says what to change.
+
+Examples:
+  celeroot bench fleet
+  celeroot bench fleet --workers 1000 --duration 20s`,
 				Flags: common(
 					&cli.IntFlag{Name: "workers", Usage: "simulated workers", Value: 10000},
 					&cli.DurationFlag{Name: "duration", Usage: "how long to watch once all are registered", Value: 60 * time.Second},
@@ -111,14 +142,27 @@ Examples:
 				Action: benchAction(runFleet),
 			},
 			{
-				Name:   "rebuild",
-				Usage:  "rebuild the projections from a history of N events",
+				Name:  "rebuild",
+				Usage: "rebuild the projections from a history of N events",
+				Description: `Fills the event store with a history of tasks and heartbeats, then rebuilds
+every projection from it, as 'celeroot projections rebuild' does.
+
+Examples:
+  celeroot bench rebuild
+  celeroot bench rebuild --events 100000`,
 				Flags:  common(&cli.IntFlag{Name: "events", Usage: "events in the history", Value: 1000000}),
 				Action: benchAction(runRebuild),
 			},
 			{
 				Name:  "footprint",
 				Usage: "a real agent process's memory idle and under load; Redis memory per finished task and per worker",
+				Description: `Starts a real 'celeroot agent' process, reads its resident memory once
+idle and at its peak while it runs /bin/true tasks, then measures the Redis
+memory a finished task and a registered worker take.
+
+Examples:
+  celeroot bench footprint
+  celeroot bench footprint --tasks 500 --workers 200`,
 				Flags: common(
 					&cli.IntFlag{Name: "tasks", Usage: "tasks (/bin/true) run through the agent process", Value: 2000},
 					&cli.IntFlag{Name: "workers", Usage: "simulated workers for the memory per worker", Value: 1000},
@@ -127,8 +171,11 @@ Examples:
 				Action: benchAction(runFootprint),
 			},
 			{
-				Name:   "all",
-				Usage:  "every scenario, one after the other (--short: small sizes, for a quick check)",
+				Name:  "all",
+				Usage: "every scenario, one after the other (--short: small sizes, for a quick check)",
+				Description: `Examples:
+  celeroot bench all
+  celeroot bench all --short -o json > bench.json`,
 				Flags:  common(&cli.BoolFlag{Name: "short", Usage: "small sizes: seconds, not minutes"}),
 				Action: benchAll,
 			},
