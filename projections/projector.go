@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -141,9 +140,5 @@ func (p *Projector) apply(ctx context.Context, r *streams.Reader, msgs []streams
 	for _, m := range msgs {
 		byStream[m.Stream] = append(byStream[m.Stream], m.ID)
 	}
-	var errs []error
-	for s, ids := range byStream {
-		errs = append(errs, r.Ack(ctx, s, ids...))
-	}
-	return errors.Join(errs...)
+	return r.AckAll(ctx, byStream)
 }

@@ -239,6 +239,33 @@ func (r *Reader) Ack(ctx context.Context, stream string, ids ...string) error {
 	return nil
 }
 
+// AckAll acknowledges processed entries of several streams (by stream) in
+// one round trip per node.
+func (r *Reader) AckAll(ctx context.Context, ids map[string][]string) error {
+	cmds := make(map[string]*redis.IntCmd, len(ids))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for s, list := range ids {
+			if len(list) > 0 {
+				cmds[s] = p.XAck(ctx, s, r.opts.Group, list...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var errs []error
+		for s, c := range cmds {
+			if c.Err() != nil {
+				errs = append(errs, fmt.Errorf("ack %d entries of %s: %w", len(ids[s]), s, c.Err()))
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("ack: %w", err))
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
 // deadLetter moves an entry that cannot be processed to the dead-letter
 // stream, then acknowledges it. The append comes first: a crash in between
 // yields a duplicate dead letter, never a lost entry.
