@@ -174,7 +174,6 @@ type job struct {
 	ok bool
 	// dup is true when the task is already running here.
 	dup bool
-	lg  *slog.Logger
 	// startEv and start are the first attempt's start, made for all jobs
 	// of a read at once; started says it was tried, startErr is its error.
 	startEv  events.Envelope
