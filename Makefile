@@ -13,8 +13,10 @@ test: ensure-redis
 ensure-redis:
 	scripts/ensure-redis
 
+# The Go benchmarks, then every `celeroot bench` scenario at its short sizes
+# against a throwaway redis-server; `make bench BENCH=full` for full sizes.
 bench: ensure-redis
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=2s ./...
+	GO=$(GO) scripts/bench
 
 # Static checks: vet, formatting, staticcheck and the package import rules.
 check:
@@ -57,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuantity -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzCron -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzParsePlugin -fuzztime $(FUZZTIME) ./schema/
 
 build:
 	$(GO) build -o bin/celeroot ./cmd/celeroot

@@ -39,12 +39,59 @@ type agent struct {
 	hardStop context.Context
 	// stop ends Run gracefully, with a cause (a remote drain).
 	stop context.CancelCauseFunc
-	// conf is the configuration in force.
-	conf atomic.Pointer[applied]
-	pid  int
-	m    *metrics
+	// conf is the configuration in force; confMu orders its updates (a
+	// config revision, a plugin scan).
+	conf   atomic.Pointer[applied]
+	confMu sync.Mutex
+	// plugins are the task plugins of the plugin directory.
+	plugins *pluginSet
+	pid     int
+	m       *metrics
 	// consuming is true while the dispatchers run (for /readyz).
 	consuming atomic.Bool
+	// rec records results and acknowledges entries in batches.
+	rec *recorder
+	// freed is closed (and replaced) whenever a task slot is released, to
+	// wake dispatchers waiting for one.
+	freedMu sync.Mutex
+	freed   chan struct{}
+	// reloadMu serialises config reloads.
+	reloadMu sync.Mutex
+}
+
+// freeSlots is the number of task slots free now.
+func (a *agent) freeSlots() int { return cap(a.slots) - len(a.slots) }
+
+// release frees one task slot and wakes the dispatchers waiting for one.
+func (a *agent) release() {
+	<-a.slots
+	a.freedMu.Lock()
+	close(a.freed)
+	a.freed = make(chan struct{})
+	a.freedMu.Unlock()
+}
+
+// waitSlot returns when a slot is free, at most max later, or when ctx ends.
+func (a *agent) waitSlot(ctx context.Context, max time.Duration) {
+	a.freedMu.Lock()
+	ch := a.freed
+	a.freedMu.Unlock()
+	if a.freeSlots() > 0 {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// isCluster reports whether rdb is a Redis Cluster client.
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
 }
 
 // Run runs an agent until ctx is cancelled, then drains and returns. The
@@ -56,12 +103,14 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if cfg.MetricsListener != nil {
 		defer cfg.MetricsListener.Close()
 	}
+	var err error
 	a := &agent{
 		cfg:   cfg,
 		rdb:   rdb,
 		log:   streams.NewLog(rdb, cfg.Keys),
 		src:   events.Source{Cluster: cfg.Keys.Cluster, Actor: "agent:" + cfg.Hostname},
 		slots: make(chan struct{}, cfg.Concurrency),
+		freed: make(chan struct{}),
 		pid:   os.Getpid(),
 	}
 	reg := prometheus.NewRegistry()
@@ -69,22 +118,36 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 	if cfg.MetricsListener != nil {
 		rdb.AddHook(redisHook{a.m.redisLatency})
 	}
-	a.conf.Store(initialConfig())
 	lg := cfg.Logger.With("hostname", cfg.Hostname)
+	if a.plugins, err = newPluginSet(cfg.PluginDir, cfg.PluginDescribeTimeout, lg.With("component", "plugins")); err != nil {
+		return err
+	}
+	// The first registration advertises the plugins: read them first.
+	a.plugins.scan(ctx, false)
+	a.install(initialConfig())
 
 	// A drain request from the control stream stops the agent as SIGTERM does.
 	ctx, a.stop = context.WithCancelCause(ctx)
 	defer a.stop(nil)
-	after, err := a.register(ctx)
-	if err != nil {
+	if err := a.register(ctx); err != nil {
 		return err
 	}
 	lg.Info("agent registered", "role", cfg.Role, "cluster", cfg.Keys.Cluster, "concurrency", cfg.Concurrency,
-		"config_revision", a.conf.Load().Revision, "tasks", a.conf.Load().Tasks)
+		"config_revision", a.conf.Load().Revision, "tasks", a.conf.Load().Tasks, "plugins", len(a.conf.Load().Plugins))
 
 	hardStop, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
 	a.hardStop = hardStop
+	// The recorder serves the dispatchers until the last of their tasks
+	// is recorded, so it stops after the group has returned.
+	a.rec = newRecorder(a.log, rdb)
+	recCtx, stopRec := context.WithCancel(hardStop)
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		a.rec.Run(recCtx)
+	}()
+	defer func() { stopRec(); <-recDone }()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -116,8 +179,26 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
 	}
-	for i, stream := range []string{cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)} {
-		d, err := a.newDispatcher(stream, i == 1)
+	// The worker's inbox: its control and dispatch streams and, where they
+	// share a slot, its role's queue, in one blocking read; on Redis
+	// Cluster the queue has a reader of its own.
+	dispatch, control, queue := cfg.Keys.WorkerDispatch(cfg.Hostname), cfg.Keys.WorkerControl(cfg.Hostname), cfg.Keys.RoleQueue(cfg.Role)
+	inboxes := []struct {
+		tasks          []string
+		control, queue string
+	}{{[]string{dispatch, queue}, control, queue}}
+	if isCluster(rdb) {
+		inboxes = inboxes[:0]
+		inboxes = append(inboxes, struct {
+			tasks          []string
+			control, queue string
+		}{[]string{dispatch}, control, ""}, struct {
+			tasks          []string
+			control, queue string
+		}{[]string{queue}, "", queue})
+	}
+	for _, in := range inboxes {
+		d, err := a.newDispatcher(in.tasks, in.control, in.queue)
 		if err != nil {
 			stopHB()
 			return err
@@ -125,22 +206,16 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return d.Run(ctx) }, func(error) { cancel() })
 	}
-	{
+	if cfg.PluginDir != "" {
 		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { a.watchConfig(ctx, after); return nil }, func(error) { cancel() })
+		g.Add(func() error {
+			a.plugins.watch(ctx, cfg.PluginRescan, cfg.Rescan, func() { a.reconfigure(ctx) })
+			return nil
+		}, func(error) { cancel() })
 	}
 	if l := cfg.MetricsListener; l != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.serveHTTP(ctx, l, reg) }, func(error) { cancel() })
-	}
-	{
-		c, err := a.newControl()
-		if err != nil {
-			stopHB()
-			return err
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return c.Run(ctx) }, func(error) { cancel() })
 	}
 	if cfg.Scheduler != SchedulerNever {
 		ev := a.newEvaluator()
@@ -202,12 +277,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 
 // register loads the config, appends worker.registered, and creates the
 // consumer groups the agent reads, retrying until Redis answers or ctx
-// ends. It returns the config stream entry to watch from.
-func (a *agent) register(ctx context.Context) (string, error) {
-	var after string
-	err := a.retry(ctx, "register", func(ctx context.Context) error {
-		var err error
-		if after, err = a.loadConfig(ctx); err != nil {
+// ends.
+func (a *agent) register(ctx context.Context) error {
+	return a.retry(ctx, "register", func(ctx context.Context) error {
+		if err := a.loadConfig(ctx); err != nil {
 			return err
 		}
 		for _, s := range []string{a.cfg.Keys.WorkerDispatch(a.cfg.Hostname), a.cfg.Keys.RoleQueue(a.cfg.Role), a.cfg.Keys.WorkerControl(a.cfg.Hostname)} {
@@ -215,10 +288,9 @@ func (a *agent) register(ctx context.Context) (string, error) {
 				return err
 			}
 		}
-		_, err = a.log.Record(ctx, a.cfg.Hostname, a.registration())
+		_, err := a.log.Record(ctx, a.cfg.Hostname, a.registration())
 		return err
 	})
-	return after, err
 }
 
 // heartbeat appends worker.heartbeat every interval until ctx is done.
@@ -240,7 +312,8 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 			hb.Draining != last.Draining || hb.Revision != last.Revision
 		bctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
 		defer cancel()
-		if _, err := a.log.Heartbeat(bctx, a.src.New(hb), checkpoint); err != nil {
+		_, head, err := a.log.Heartbeat(bctx, a.cfg.Hostname, a.src.New(hb), checkpoint)
+		if err != nil {
 			if ctx.Err() == nil {
 				a.m.heartbeatErrs.Inc()
 				a.cfg.Logger.Warn("heartbeat failed", "hostname", a.cfg.Hostname, "err", err)
@@ -251,6 +324,10 @@ func (a *agent) heartbeat(ctx, drain context.Context) {
 			lastCheckpoint = time.Now()
 		}
 		last = hb
+		if head > hb.Revision {
+			// An applied revision this agent was not told of.
+			a.reloadConfig(bctx, "heartbeat")
+		}
 		a.m.heartbeats.Inc()
 		a.m.revision.Set(float64(hb.Revision))
 		a.m.running.Set(float64(hb.Running))

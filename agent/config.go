@@ -59,6 +59,20 @@ type Config struct {
 	// it returns the first slot after t. Nil uses (*schema.Schedule).Next;
 	// tests fire every second with it.
 	ScheduleNext func(s *schema.Schedule, t time.Time) (time.Time, error)
+	// PluginDir is the directory of task plugins: every executable in it
+	// that describes itself validly is a task this agent runs (ADR 0007).
+	// Empty: no plugins. A directory that does not exist holds none, until
+	// it is created.
+	PluginDir string
+	// PluginRescan is how often the plugin directory is read again.
+	// Default DefaultPluginRescan.
+	PluginRescan time.Duration
+	// PluginDescribeTimeout bounds one "describe" call of a plugin.
+	// Default DefaultPluginDescribeTimeout.
+	PluginDescribeTimeout time.Duration
+	// Rescan, if set, makes the agent read the plugin directory again at
+	// each receive (celeroot agent sends one on SIGHUP).
+	Rescan <-chan struct{}
 	// MetricsListener, if set, serves /metrics, /healthz and /readyz; the
 	// agent closes it when Run returns.
 	MetricsListener net.Listener
@@ -144,6 +158,18 @@ func (c *Config) setDefaults() error {
 	if c.OnTimeGrace < 0 {
 		errs = append(errs, fmt.Errorf("on-time grace %s: must be > 0", c.OnTimeGrace))
 	}
+	if c.PluginRescan == 0 {
+		c.PluginRescan = DefaultPluginRescan
+	}
+	if c.PluginRescan < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("plugin rescan %s: must be at least 100ms", c.PluginRescan))
+	}
+	if c.PluginDescribeTimeout == 0 {
+		c.PluginDescribeTimeout = DefaultPluginDescribeTimeout
+	}
+	if c.PluginDescribeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("plugin describe timeout %s: must be > 0", c.PluginDescribeTimeout))
+	}
 	if c.ScheduleNext == nil {
 		c.ScheduleNext = (*schema.Schedule).Next
 	}
@@ -164,7 +190,7 @@ func (c Config) PoolSize() int {
 	if concurrency == 0 {
 		concurrency = DefaultConcurrency
 	}
-	readers := 2 // the worker's dispatch stream and its role's queue
+	readers := 2 // the worker's inbox, and its role's queue on Redis Cluster
 	if c.Scheduler != SchedulerNever {
 		readers++ // the schedule fires stream
 	}

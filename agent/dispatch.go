@@ -16,36 +16,63 @@ import (
 	"github.com/celeroot/celeroot/streams"
 )
 
-// dispatcher reads one dispatch stream (the worker's own, or its role's
-// queue) through the agents group and runs what it reads.
+// dispatcher reads a worker's inbox through the agents group, in one
+// blocking XREADGROUP: the worker's control stream and its own dispatch
+// stream (they share the worker's hash tag) and, where they are in one
+// slot (a single node or Sentinel), its role's queue too. On Redis Cluster
+// the queue is in another slot and has a dispatcher of its own. So an
+// agent holds one blocking connection (two on a cluster), whatever it
+// reads.
+//
+// A dispatcher never takes more tasks than there are free slots: entries
+// of a read beyond them wait in a backlog (their claim is extended like
+// that of running tasks) and the dispatcher reads no more tasks until the
+// backlog is started. While every slot is busy it still reads control
+// requests, without blocking, every saturatedPoll.
 type dispatcher struct {
 	a      *agent
-	stream string
 	reader *streams.Reader
 	lg     *slog.Logger
-	// queue is true for a role's queue, whose entries other workers of the
-	// role reclaim from a worker that stopped.
-	queue bool
-	// running holds the entry ids being worked on, whose claim is extended.
+	// control is the worker's control stream, if this dispatcher reads it.
+	control string
+	// queue is the role's queue, if this dispatcher reads it: its entries
+	// are reclaimed from other workers of the role that stopped.
+	queue string
+	// backlog holds task entries read but not yet started.
+	backlog []streams.Message
+	// running holds the entries read and not finished (backlog included),
+	// whose claim is extended.
 	mu      sync.Mutex
-	running map[string]bool
+	running map[entryRef]bool
 }
 
-func (a *agent) newDispatcher(stream string, queue bool) (*dispatcher, error) {
+// entryRef names a stream entry.
+type entryRef struct{ stream, id string }
+
+// saturatedPoll is how often a dispatcher with no free slot reads its
+// control stream.
+const saturatedPoll = 100 * time.Millisecond
+
+func (a *agent) newDispatcher(taskStreams []string, control, queue string) (*dispatcher, error) {
+	all := append([]string(nil), taskStreams...)
+	if control != "" {
+		all = append([]string{control}, all...)
+	}
 	r, err := streams.NewReader(a.rdb, streams.ReaderOptions{
-		Streams: []string{stream}, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
+		Streams: all, Group: streams.GroupAgents, Consumer: a.cfg.Hostname,
 		Block: a.cfg.Block, Count: int64(a.cfg.Concurrency), DeadLetter: a.cfg.Keys.DeadLetters(),
 		Logger: a.cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &dispatcher{a: a, stream: stream, reader: r, queue: queue, running: map[string]bool{},
-		lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "stream", stream)}, nil
+	return &dispatcher{a: a, reader: r, control: control, queue: queue, running: map[entryRef]bool{},
+		lg: a.cfg.Logger.With("hostname", a.cfg.Hostname, "streams", strings.Join(all, ","))}, nil
 }
 
-// Run reads and runs tasks until ctx is cancelled, then waits for the
-// tasks it started (bounded by the agent's shutdown grace period).
+// Run reads and runs tasks, and handles control requests, until ctx is
+// cancelled; then it starts what its backlog holds and waits for the tasks
+// it started (bounded by the agent's shutdown grace period).
 func (d *dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -57,105 +84,219 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	var backoff streams.Backoff
 	nextReclaim := time.Now().Add(d.a.cfg.ReclaimIdle / 3)
 	for {
-		// Wait for a free slot without taking it, so the worker's other
-		// dispatch stream is not starved while this one blocks on Redis;
-		// a slot is taken per entry read.
-		n := d.waitFree(ctx)
-		if n == 0 {
-			return nil
+		free := d.a.freeSlots()
+		if len(d.backlog) > 0 && free > 0 {
+			// Entries read are this worker's now: run them even if the
+			// agent is stopping (they then end within the grace period).
+			n := min(free, len(d.backlog))
+			d.start(d.backlog[:n], &wg)
+			d.backlog = append(d.backlog[:0], d.backlog[n:]...)
+			continue
+		}
+		if ctx.Err() != nil {
+			if len(d.backlog) == 0 {
+				return nil
+			}
+			d.a.waitSlot(d.a.hardStop, saturatedPoll)
+			if d.a.hardStop.Err() != nil {
+				return nil // left pending: delivered again
+			}
+			continue
 		}
 		var msgs []streams.Message
 		var err error
-		if d.queue && time.Now().After(nextReclaim) {
-			msgs, err = d.reclaim(ctx, int64(n))
+		switch {
+		case free == 0 || len(d.backlog) > 0:
+			// Saturated: no more tasks until a slot frees up; control
+			// requests are still read.
+			if d.control != "" {
+				msgs, err = d.reader.FetchFrom(ctx, 0, []string{d.control}, 0)
+			}
+			if err == nil && len(msgs) == 0 {
+				d.a.waitSlot(ctx, saturatedPoll)
+				continue
+			}
+		case d.queue != "" && time.Now().After(nextReclaim):
+			msgs, err = d.reclaim(ctx, int64(free))
 			nextReclaim = time.Now().Add(d.a.cfg.ReclaimIdle / 3)
-		}
-		if err == nil && len(msgs) == 0 {
-			msgs, err = d.reader.Fetch(ctx, int64(n))
+			if err == nil && len(msgs) == 0 {
+				msgs, err = d.reader.Fetch(ctx, int64(free))
+			}
+		default:
+			msgs, err = d.reader.Fetch(ctx, int64(free))
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				continue
 			}
 			wait := backoff.Next()
-			d.lg.Warn("reading dispatch stream failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			d.lg.Warn("reading dispatch streams failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 			streams.Sleep(ctx, wait)
 			continue
 		}
 		backoff.Reset()
 		for _, m := range msgs {
-			// Entries read are this worker's now: run them even if the
-			// agent is stopping (they then end within the grace period).
-			d.a.slots <- struct{}{}
-			d.track(m.ID, true)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer d.release(1)
-				defer d.track(m.ID, false)
-				d.handle(m)
-			}()
+			if m.Stream == d.control {
+				d.a.handleControl(ctx, d.reader, m)
+				continue
+			}
+			d.track(m, true)
+			d.backlog = append(d.backlog, m)
 		}
 	}
 }
 
-// waitFree returns the number of free task slots once there is at least
-// one, or 0 when ctx is done.
-func (d *dispatcher) waitFree(ctx context.Context) int {
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if n := cap(d.a.slots) - len(d.a.slots); n > 0 {
-			return n
-		}
-		select {
-		case <-ctx.Done():
-			return 0
-		case <-t.C:
-		}
+// start starts msgs (no more than the free slots) in one round trip and
+// runs each in its own goroutine.
+func (d *dispatcher) start(msgs []streams.Message, wg *sync.WaitGroup) {
+	jobs := make([]*job, len(msgs))
+	for i, m := range msgs {
+		d.a.slots <- struct{}{}
+		jobs[i] = d.prepare(m)
+	}
+	d.startAll(jobs)
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer d.a.release()
+			defer d.track(j.m, false)
+			d.handle(j)
+		}()
 	}
 }
 
-func (d *dispatcher) release(n int) {
-	for range n {
-		<-d.a.slots
+// job is one dispatched entry on its way through the agent.
+type job struct {
+	m   streams.Message
+	sub events.TaskSubmitted
+	// ok is false for an entry that is not a submission.
+	ok bool
+	// dup is true when the task is already running here.
+	dup bool
+	// startEv and start are the first attempt's start, made for all jobs
+	// of a read at once; started says it was tried, startErr is its error.
+	startEv  events.Envelope
+	start    streams.StartResult
+	started  bool
+	startErr error
+}
+
+// prepare classifies an entry just read; a submission that can start now
+// gets its start event, to be sent with the others of its read.
+func (d *dispatcher) prepare(m streams.Message) *job {
+	j := &job{m: m}
+	j.sub, j.ok = m.Envelope.Payload.(events.TaskSubmitted)
+	if !j.ok {
+		return j
 	}
+	if _, busy := d.a.inflight.LoadOrStore(j.sub.TaskID, true); busy {
+		j.dup = true
+		return j
+	}
+	if !j.sub.Deadline.IsZero() && time.Now().After(j.sub.Deadline) {
+		return j // expire first; no start in the batch
+	}
+	j.startEv = d.newStart(m, j.sub)
+	j.started = true
+	return j
+}
+
+// startAll starts the first attempt of every job that can start, in one
+// round trip.
+func (d *dispatcher) startAll(jobs []*job) {
+	var calls []streams.StartCall
+	var which []*job
+	for _, j := range jobs {
+		if j.started {
+			calls = append(calls, streams.StartCall{Event: j.startEv, Entry: j.m.Stream + "/" + j.m.ID})
+			which = append(which, j)
+		}
+	}
+	if len(calls) == 0 {
+		return
+	}
+	res, errs := d.a.log.StartBatch(d.a.hardStop, calls)
+	for i, j := range which {
+		j.start, j.startErr = res[i], errs[i]
+	}
+}
+
+func (d *dispatcher) newStart(m streams.Message, sub events.TaskSubmitted) events.Envelope {
+	return d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
+		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
 }
 
 // handle runs one dispatched entry to its end: start (fenced), execute,
 // finish (fenced), acknowledge. Redis calls are retried until the agent's
 // hard stop; an entry whose processing is cut short stays pending and is
 // delivered again.
-func (d *dispatcher) handle(m streams.Message) {
+func (d *dispatcher) handle(j *job) {
 	ctx := d.a.hardStop
-	sub, ok := m.Envelope.Payload.(events.TaskSubmitted)
-	if !ok {
+	m, sub := j.m, j.sub
+	if !j.ok {
 		d.deadLetter(ctx, m, fmt.Sprintf("unexpected %s event in a dispatch stream; only %s belongs here", m.Envelope.Type, events.TypeTaskSubmitted))
 		return
 	}
 	lg := d.lg.With("task_id", sub.TaskID, "task", sub.Task)
-	if _, busy := d.a.inflight.LoadOrStore(sub.TaskID, true); busy {
+	if j.dup {
 		lg.Info("duplicate delivery of a running task; acknowledged without running")
 		d.ack(ctx, m)
 		return
 	}
 	defer d.a.inflight.Delete(sub.TaskID)
 
-	if !sub.Deadline.IsZero() && time.Now().After(sub.Deadline) {
+	if !j.started {
 		if d.expire(ctx, m, sub, lg) {
 			return
 		}
 	}
-	for {
-		final, ok := d.attempt(ctx, m, sub, lg)
-		if !ok {
+	for first := true; ; first = false {
+		var startEv events.Envelope
+		var res streams.StartResult
+		var err error
+		if first && j.started && j.startErr == nil {
+			startEv, res = j.startEv, j.start
+		} else {
+			if first && j.started {
+				startEv = j.startEv // a retried call keeps its event id
+			} else {
+				startEv = d.newStart(m, sub)
+			}
+			res, err = d.startOne(ctx, m, startEv, j.startErr)
+		}
+		if err != nil {
 			return // stopping; the entry stays pending and is delivered again
 		}
+		final, acked, ok := d.attempt(ctx, m, sub, startEv, res, lg)
+		if !ok {
+			return
+		}
 		if final {
-			break
+			if !acked {
+				d.ack(ctx, m)
+			}
+			return
 		}
 	}
-	d.ack(ctx, m)
+}
+
+// startOne starts an attempt, retrying until the hard stop. An unknown task
+// is not an error: the zero result says so.
+func (d *dispatcher) startOne(ctx context.Context, m streams.Message, startEv events.Envelope, prev error) (streams.StartResult, error) {
+	var res streams.StartResult
+	if errors.Is(prev, streams.ErrUnknownTask) {
+		return res, nil
+	}
+	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
+		var err error
+		res, err = d.a.log.Start(ctx, startEv, m.Stream+"/"+m.ID)
+		if errors.Is(err, streams.ErrUnknownTask) {
+			return nil
+		}
+		return err
+	})
+	return res, err
 }
 
 // expire ends a task whose deadline passed before it started. It reports
@@ -181,35 +322,22 @@ func (d *dispatcher) expire(ctx context.Context, m streams.Message, sub events.T
 	return true
 }
 
-// attempt runs one attempt: start (fenced), execute, finish (fenced). It
-// reports final when no further attempt follows, and ok false when the
-// agent is stopping before the attempt was recorded.
-func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.TaskSubmitted, lg *slog.Logger) (final, ok bool) {
-	// One envelope for all tries: the store recognises a retried call by
-	// its event id.
-	startEv := d.a.src.New(events.TaskStarted{TaskID: sub.TaskID, Worker: d.a.cfg.Hostname},
-		events.WithCorrelation(sub.TaskID), events.WithCausation(m.Envelope.ID.String()))
-	var res streams.StartResult
-	err := d.a.retry(ctx, "start task", func(ctx context.Context) error {
-		var err error
-		res, err = d.a.log.Start(ctx, startEv, m.Stream+"/"+m.ID)
-		if errors.Is(err, streams.ErrUnknownTask) {
-			return nil
-		}
-		return err
-	})
+// attempt runs one started attempt: execute, finish (fenced). It reports
+// final when no further attempt follows, acked when the entry was
+// acknowledged with the finish, and ok false when the agent is stopping
+// before the attempt was recorded.
+func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.TaskSubmitted, startEv events.Envelope,
+	res streams.StartResult, lg *slog.Logger) (final, acked, ok bool) {
 	switch {
-	case err != nil:
-		return false, false
 	case res.Done:
 		lg.Info("task already ended; acknowledged without running")
-		return true, true
+		return true, false, true
 	case res.Duplicate:
 		lg.Info("duplicate dispatch of a task running elsewhere; acknowledged without running")
-		return true, true
+		return true, false, true
 	case res.Attempt == 0:
 		d.deadLetter(ctx, m, fmt.Sprintf("task %s has no record (never submitted, or finished longer ago than the fence retention)", sub.TaskID))
-		return true, true
+		return true, true, true
 	}
 	lg = lg.With("attempt", res.Attempt)
 	lg.Info("task started")
@@ -224,26 +352,38 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 	d.a.m.duration.WithLabelValues(sub.Task).Observe(took.Seconds())
 
 	maxAttempts := max(sub.MaxAttempts, 1)
-	retry := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled &&
-		res.Attempt < maxAttempts && d.a.hardStop.Err() == nil
+	failed := result.Outcome != events.Succeeded && result.Outcome != events.Cancelled
+	retry := failed && res.Attempt < maxAttempts && d.a.hardStop.Err() == nil
+	// A task that failed its last of several attempts is copied to the
+	// dead letters before its entry is acknowledged.
+	keepDead := failed && !retry && maxAttempts > 1
 	fin := events.TaskFinished{TaskID: sub.TaskID, Attempt: res.Attempt, Worker: d.a.cfg.Hostname,
 		Outcome: result.Outcome, ExitCode: result.ExitCode, Error: result.Error, DurationMS: took.Milliseconds(),
 		WillRetry: retry}
 	finEv := d.a.src.New(fin, events.WithCorrelation(sub.TaskID))
-	var stale bool
-	err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
-		var err error
-		stale, err = d.a.log.Finish(ctx, finEv)
-		return err
-	})
+	var ackWith *streams.Message
+	if !retry && !keepDead {
+		ackWith = &m
+	}
+	rec := d.a.rec.finish(finEv, ackWith)
+	stale, err := rec.stale, rec.err
+	if err != nil {
+		// The batch failed for it: retry on its own (idempotent on the event id).
+		err = d.a.retry(ctx, "finish task", func(ctx context.Context) error {
+			var err error
+			stale, err = d.a.log.Finish(ctx, finEv)
+			return err
+		})
+	}
 	if err != nil {
 		lg.Error("could not record the result; the task will run again", "err", err)
-		return false, false
+		return false, false, false
 	}
+	acked = rec.acked
 	switch {
 	case stale:
 		lg.Warn("result recorded as stale: a newer attempt superseded this one", "outcome", result.Outcome)
-		return true, true
+		return true, acked, true
 	case retry:
 		d.a.m.retries.Inc()
 		wait := retryBackoff(sub.BackoffMS, res.Attempt)
@@ -251,17 +391,17 @@ func (d *dispatcher) attempt(ctx context.Context, m streams.Message, sub events.
 			"attempts_left", maxAttempts-res.Attempt)
 		streams.Sleep(d.a.hardStop, wait)
 		if d.a.hardStop.Err() != nil {
-			return false, false
+			return false, false, false
 		}
-		return false, true
+		return false, false, true
 	}
 	lg.Info("task finished", "outcome", result.Outcome, "exit_code", result.ExitCode, "duration", took.Round(time.Millisecond))
-	if result.Outcome != events.Succeeded && result.Outcome != events.Cancelled && maxAttempts > 1 {
+	if keepDead {
 		// Retries are exhausted: keep the submission in the dead letters,
 		// where it can be looked at and redriven.
 		d.keepDead(ctx, m, sub, fmt.Sprintf("%s after %d attempts: %s", result.Outcome, res.Attempt, orReason(result)))
 	}
-	return true, true
+	return true, acked, true
 }
 
 // retryBackoff is the delay before attempt n+1: base doubling with each
@@ -335,6 +475,8 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 		res = Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: msg}
 	case slices.Contains(BuiltinTasks, sub.Task) || nop:
 		res = d.a.cfg.Exec.Exec(ctx, sub, out.stream("stdout"), out.stream("stderr"))
+	case conf.Plugins[sub.Task] != nil:
+		res = d.a.runPlugin(ctx, conf.Plugins[sub.Task], sub, attempt, out.stream("stdout"), out.stream("stderr"))
 	default:
 		task := conf.Bundle.Task(sub.Task)
 		action := task.Spec.Action
@@ -354,7 +496,12 @@ func (d *dispatcher) execute(sub events.TaskSubmitted, attempt int64, lg *slog.L
 	return res, took
 }
 
+// ack acknowledges an entry, batched with the agent's other
+// acknowledgements; if that fails it retries on its own until the hard stop.
 func (d *dispatcher) ack(ctx context.Context, m streams.Message) {
+	if d.a.rec.ackEntry(m) == nil {
+		return
+	}
 	err := d.a.retry(ctx, "ack", func(ctx context.Context) error { return d.reader.Ack(ctx, m.Stream, m.ID) })
 	if err != nil {
 		d.lg.Warn("ack failed; the entry will be delivered again", "entry", m.ID, "err", err)
@@ -377,13 +524,13 @@ func (d *dispatcher) deadLetter(ctx context.Context, m streams.Message, reason s
 	d.ack(ctx, m)
 }
 
-func (d *dispatcher) track(id string, on bool) {
+func (d *dispatcher) track(m streams.Message, on bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if on {
-		d.running[id] = true
+		d.running[entryRef{m.Stream, m.ID}] = true
 	} else {
-		delete(d.running, id)
+		delete(d.running, entryRef{m.Stream, m.ID})
 	}
 }
 
@@ -399,18 +546,20 @@ func (d *dispatcher) extendClaims(ctx context.Context) {
 		case <-t.C:
 		}
 		d.mu.Lock()
-		ids := make([]string, 0, len(d.running))
-		for id := range d.running {
-			ids = append(ids, id)
+		byStream := map[string][]string{}
+		for e := range d.running {
+			byStream[e.stream] = append(byStream[e.stream], e.id)
 		}
 		d.mu.Unlock()
-		lost, err := d.reader.Extend(ctx, d.stream, ids...)
-		if err != nil {
-			d.lg.Warn("extending the claim of running tasks failed", "err", err)
-			continue
-		}
-		for _, id := range lost {
-			d.lg.Warn("entry reclaimed by another worker; this attempt's result will be recorded as stale", "entry", id)
+		for stream, ids := range byStream {
+			lost, err := d.reader.Extend(ctx, stream, ids...)
+			if err != nil {
+				d.lg.Warn("extending the claim of running tasks failed", "err", err)
+				continue
+			}
+			for _, id := range lost {
+				d.lg.Warn("entry reclaimed by another worker; this attempt's result will be recorded as stale", "entry", id)
+			}
 		}
 	}
 }
@@ -436,7 +585,7 @@ func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message,
 		idle[consumer] = v
 		return v
 	}
-	stale, err := d.reader.Stale(ctx, d.stream, minIdle, max)
+	stale, err := d.reader.Stale(ctx, d.queue, minIdle, max)
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +595,7 @@ func (d *dispatcher) reclaim(ctx context.Context, max int64) ([]streams.Message,
 			d.giveUp(ctx, p)
 			continue
 		}
-		msgs, err := d.reader.Claim(ctx, d.stream, minIdle(p.Consumer), p.ID)
+		msgs, err := d.reader.Claim(ctx, d.queue, minIdle(p.Consumer), p.ID)
 		if err != nil {
 			return out, err
 		}
@@ -466,7 +615,7 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	reason := fmt.Sprintf("delivered %d times without a result (last to %s); max deliveries is %d", p.Deliveries, p.Consumer, d.a.cfg.MaxDeliveries)
 	var taskID string
 	var fields map[string]any
-	e, ok, err := streams.Lookup(ctx, d.a.rdb, d.stream, p.ID)
+	e, ok, err := streams.Lookup(ctx, d.a.rdb, p.Stream, p.ID)
 	if err != nil {
 		d.lg.Warn("could not read the entry to dead-letter; will retry", "entry", p.ID, "err", err)
 		return
@@ -481,7 +630,7 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	// shown dead is always in the dead letters, and a crash in between
 	// repeats a step instead of losing one.
 	err = streams.DeadLetter(ctx, d.a.rdb, d.a.cfg.Keys.DeadLetters(), streams.DeadEntry{
-		Stream: d.stream, EntryID: p.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname, Reason: reason, Fields: fields,
+		Stream: p.Stream, EntryID: p.ID, Group: streams.GroupAgents, Consumer: d.a.cfg.Hostname, Reason: reason, Fields: fields,
 	})
 	if err != nil {
 		d.lg.Warn("could not dead-letter entry; will retry", "entry", p.ID, "err", err)
@@ -489,13 +638,13 @@ func (d *dispatcher) giveUp(ctx context.Context, p streams.Pending) {
 	}
 	if taskID != "" {
 		ev := d.a.src.New(events.TaskDeadLettered{TaskID: taskID, Reason: reason, Deliveries: p.Deliveries,
-			Stream: d.stream, EntryID: p.ID}, events.WithCorrelation(taskID))
+			Stream: p.Stream, EntryID: p.ID}, events.WithCorrelation(taskID))
 		if _, err := d.a.log.End(ctx, ev); err != nil {
 			d.lg.Warn("could not record the dead-lettered task; will retry", "entry", p.ID, "err", err)
 			return
 		}
 	}
-	if err := d.reader.Ack(ctx, d.stream, p.ID); err != nil {
+	if err := d.reader.Ack(ctx, p.Stream, p.ID); err != nil {
 		d.lg.Warn("could not acknowledge the dead-lettered entry; will retry", "entry", p.ID, "err", err)
 		return
 	}

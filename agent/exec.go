@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/celeroot/celeroot/events"
+	"github.com/celeroot/celeroot/streams"
 )
 
 // Executor runs one task attempt, writing its output to stdout and stderr.
@@ -56,11 +59,15 @@ func (CommandExecutor) Exec(ctx context.Context, t events.TaskSubmitted, stdout,
 // runArgv runs argv with extra environment variables env, in its own
 // process group, killing the group when ctx ends.
 func runArgv(ctx context.Context, argv, env []string, timeout time.Duration, stdout, stderr io.Writer) Result {
+	return runArgvInput(ctx, argv, env, nil, timeout, stdout, stderr)
+}
+
+// runArgvInput is runArgv with stdin as the command's standard input (nil:
+// none).
+func runArgvInput(ctx context.Context, argv, env []string, stdin io.Reader, timeout time.Duration, stdout, stderr io.Writer) Result {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.Env = childEnv(env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = killGrace
 	if err := cmd.Start(); err != nil {
@@ -106,6 +113,25 @@ func runArgv(ctx context.Context, argv, env []string, timeout time.Duration, std
 		return Result{Outcome: events.Failed, ExitCode: code}
 	}
 	return Result{Outcome: events.Failed, ExitCode: ExitNotRunable, Error: err.Error()}
+}
+
+// secretEnv are the agent's own secrets: a task does not inherit them, so
+// that a task printing its environment does not put the Redis password in
+// its log.
+var secretEnv = []string{streams.EnvPassword, streams.EnvSentinelPassword}
+
+// childEnv is the environment of a task's process: the agent's, without
+// its secrets, plus extra.
+func childEnv(extra []string) []string {
+	env := os.Environ()
+	out := make([]string, 0, len(env)+len(extra))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(secretEnv, name) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
 }
 
 // CancelError is the cause of a task context cancelled on request.

@@ -36,6 +36,10 @@ type metrics struct {
 	janitorTrimmed *prometheus.CounterVec
 	janitorRemoved *prometheus.CounterVec
 	janitorLast    prometheus.Gauge
+	// plugins and pluginProblems count the task plugins served and the
+	// plugin files refused.
+	plugins        prometheus.Gauge
+	pluginProblems prometheus.Gauge
 }
 
 // newMetrics registers the agent's metrics on reg (nil: not registered).
@@ -81,6 +85,10 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		Help: "Projections removed by this agent's retention passes, by kind (task, worker)."}, []string{"kind"})
 	m.janitorLast = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_retention_last_pass_timestamp_seconds",
 		Help: "When this agent last completed a retention pass (0: never)."})
+	m.plugins = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_plugins",
+		Help: "Task plugins this agent serves."})
+	m.pluginProblems = f.NewGauge(prometheus.GaugeOpts{Name: "celeroot_agent_plugin_problems",
+		Help: "Files of the plugin directory this agent refused (see its log, or celeroot workers show)."})
 	m.redisLatency = f.NewHistogramVec(prometheus.HistogramOpts{Name: "celeroot_agent_redis_command_duration_seconds",
 		Help:    "Round-trip time of the agent's Redis commands (blocking reads excluded), by command.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}, []string{"command"})

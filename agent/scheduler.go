@@ -476,11 +476,26 @@ func (f *fires) process(ctx context.Context, e events.Envelope) error {
 			timeout, attempts, backoff = def.Spec.Timeout.Duration, def.Spec.Retry.MaxAttempts, def.Spec.Retry.Backoff.Duration
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(hosts))
-	for i, h := range hosts {
-		wg.Go(func() {
-			if p.SplayMS > 0 {
+	envelope := func(h string) events.Envelope {
+		sub := events.TaskSubmitted{TaskID: streams.ScheduleTaskID(p.JobID, h, p.SlotMS), JobID: p.JobID, Task: p.Task, Params: p.Params,
+			Route: events.RouteWorker, Target: h, TimeoutMS: timeout.Milliseconds(), MaxAttempts: int64(attempts),
+			BackoffMS: backoff.Milliseconds(), Deadline: slot.Add(FireDeadline).UTC()}
+		return f.a.src.New(sub, events.WithCorrelation(p.JobID), events.WithCausation(e.ID.String()))
+	}
+	var errs []error
+	if p.SplayMS <= 0 {
+		// All at once: one batch, two round trips whatever the fleet size.
+		subs := make([]events.Envelope, len(hosts))
+		for i, h := range hosts {
+			subs[i] = envelope(h)
+		}
+		_, errs = f.a.log.SubmitBatch(ctx, subs)
+	} else {
+		// Each host's task after its own random delay.
+		errs = make([]error, len(hosts))
+		var wg sync.WaitGroup
+		for i := range hosts {
+			wg.Go(func() {
 				t := time.NewTimer(time.Duration(rand.Int64N(p.SplayMS+1)) * time.Millisecond)
 				defer t.Stop()
 				select {
@@ -489,15 +504,11 @@ func (f *fires) process(ctx context.Context, e events.Envelope) error {
 					return
 				case <-t.C:
 				}
-			}
-			id := streams.ScheduleTaskID(p.JobID, h, p.SlotMS)
-			sub := events.TaskSubmitted{TaskID: id, JobID: p.JobID, Task: p.Task, Params: p.Params,
-				Route: events.RouteWorker, Target: h, TimeoutMS: timeout.Milliseconds(), MaxAttempts: int64(attempts),
-				BackoffMS: backoff.Milliseconds(), Deadline: slot.Add(FireDeadline).UTC()}
-			_, errs[i] = f.a.log.Submit(ctx, f.a.src.New(sub, events.WithCorrelation(p.JobID), events.WithCausation(e.ID.String())))
-		})
+				_, errs[i] = f.a.log.Submit(ctx, envelope(hosts[i]))
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("submit job %s of schedule %s: %w", p.JobID, p.Schedule, err)
 	}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/celeroot/celeroot/agent"
 	"github.com/goccy/go-yaml"
@@ -38,10 +41,19 @@ Examples:
 				Usage: "address for /metrics, /healthz and /readyz; off to serve none"},
 			&cli.StringFlag{Name: "scheduler", Value: agent.SchedulerAuto,
 				Usage: "evaluate the cluster's schedules: auto (if this worker's role is scheduler, or no worker group has that role), always, never"},
+			&cli.StringFlag{Name: "plugin-dir", Value: DefaultPluginDir, Sources: cli.EnvVars("CELEROOT_PLUGIN_DIR"),
+				Usage: "directory of task plugins: each executable in it that answers 'describe' is a task this worker runs; off for none"},
+			&cli.DurationFlag{Name: "plugin-rescan", Value: agent.DefaultPluginRescan,
+				Usage: "how often the plugin directory is read again (SIGHUP reads it at once)"},
+			&cli.DurationFlag{Name: "plugin-describe-timeout", Value: agent.DefaultPluginDescribeTimeout,
+				Usage: "how long a plugin may take to answer 'describe'"},
 		},
 		Action: runAgent,
 	}
 }
+
+// DefaultPluginDir is where "celeroot agent" looks for task plugins.
+const DefaultPluginDir = "/etc/celeroot/plugins"
 
 func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Args().Len() > 0 {
@@ -77,6 +89,38 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"), Janitor: cmd.Bool("janitor"),
 		Scheduler: cmd.String("scheduler"),
 		Logger:    logger,
+	}
+	if dir := cmd.String("plugin-dir"); dir != "" && dir != "off" {
+		if cmd.Duration("plugin-rescan") < time.Second {
+			return usagef("--plugin-rescan %s: must be at least 1s", cmd.Duration("plugin-rescan"))
+		}
+		if d := cmd.Duration("plugin-describe-timeout"); d <= 0 || d > time.Minute {
+			return usagef("--plugin-describe-timeout %s: must be more than 0 and at most 1m", d)
+		}
+		cfg.PluginDir, cfg.PluginRescan, cfg.PluginDescribeTimeout = dir, cmd.Duration("plugin-rescan"), cmd.Duration("plugin-describe-timeout")
+		// SIGHUP rereads the plugin directory, as daemons reread their
+		// configuration.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		rescan := make(chan struct{})
+		cfg.Rescan = rescan
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			for {
+				select {
+				case <-hup:
+					select {
+					case rescan <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	if addr := cmd.String("metrics-listen"); addr != "" && addr != "off" {
 		l, err := net.Listen("tcp", addr)

@@ -22,7 +22,11 @@ func TestAgentConfigFile(t *testing.T) {
 	cluster := streamstest.ClusterName(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(file, []byte("redis: "+srv.URL+"\ncluster: "+cluster+"\nhostname: fromfile\nrole: webserver\nlabels: {tier: web}\nmetrics-listen: \"off\"\nheartbeat: 500ms\n"), 0o644)
+	plugins := filepath.Join(dir, "plugins")
+	os.Mkdir(plugins, 0o755)
+	os.WriteFile(filepath.Join(plugins, "hello"), []byte("#!/bin/sh\necho '{\"protocol\": 1, \"name\": \"hello\", \"version\": \"0.1\"}'\n"), 0o755)
+	os.WriteFile(file, []byte("redis: "+srv.URL+"\ncluster: "+cluster+"\nhostname: fromfile\nrole: webserver\nlabels: {tier: web}\nmetrics-listen: \"off\"\nheartbeat: 500ms\n"+
+		"plugin-dir: "+plugins+"\nplugin-rescan: 1m\n"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errb bytes.Buffer
@@ -50,6 +54,9 @@ func TestAgentConfigFile(t *testing.T) {
 	}
 	if w.Role != "webserver" || w.Labels["tier"] != "web" || w.HeartbeatInterval != 500*time.Millisecond {
 		t.Errorf("worker = role %q labels %v heartbeat %v; want the file's settings", w.Role, w.Labels, w.HeartbeatInterval)
+	}
+	if len(w.Plugins) != 1 || w.Plugins[0].Name != "hello" {
+		t.Errorf("worker plugins = %+v, want hello from the file's plugin-dir", w.Plugins)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("role: web\nconcurency: 4\n"), 0o644)

@@ -19,6 +19,11 @@ func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
 		Usage: "the cluster as a whole",
+		Description: `Examples:
+  celeroot cluster init --name production
+  celeroot cluster deploy -f cluster.yaml -f catalog/ --provider local
+  celeroot cluster status
+  celeroot cluster destroy`,
 		Commands: []*cli.Command{
 			{
 				Name:  "init",
@@ -48,6 +53,12 @@ Examples:
 			{
 				Name:  "destroy",
 				Usage: "tell the workers to drain and leave, then delete every key of this cluster (and of no other)",
+				Description: `Asks for the cluster's name unless --yes. Another cluster in the same Redis
+is left untouched.
+
+Examples:
+  celeroot cluster destroy
+  celeroot --cluster staging cluster destroy --yes`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation (for scripts)"},
 					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for workers to leave before deleting"},
@@ -476,9 +487,16 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	w := cmd.Root().Writer
-	if n == 0 {
-		fmt.Fprintf(w, "cluster %s has no keys in %s; nothing to destroy\n", e.keys.Cluster, e.url)
-		return nil
+	if n <= 1 {
+		// Connecting records the shard count of a cluster it does not
+		// know yet; that key alone is no cluster.
+		if meta, err := streams.Meta(ctx, e.rdb, e.keys); err == nil && meta.ID == "" {
+			if _, err := streams.DeleteCluster(ctx, e.rdb, e.keys); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "cluster %s has no keys in %s; nothing to destroy\n", e.keys.Cluster, e.url)
+			return nil
+		}
 	}
 	if !cmd.Bool("yes") {
 		fmt.Fprintf(w, "This deletes cluster %s from %s: %d keys, its whole history. Type the cluster name to go on: ", e.keys.Cluster, e.url, n)
@@ -498,7 +516,7 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 	for _, wk := range workers {
 		if st := wk.State(time.Now()); st == projections.WorkerHealthy || st == projections.WorkerDraining {
 			req := src.New(events.WorkerDrain{Hostname: wk.Hostname, Reason: "cluster destroyed"})
-			if _, err := log.Append(ctx, e.keys.WorkerControl(wk.Hostname), req, 1000); err != nil {
+			if _, err := log.Append(ctx, e.keys.WorkerControl(wk.Hostname), req, streams.ControlMaxLen); err != nil {
 				return err
 			}
 			waiting = append(waiting, wk.Hostname)
@@ -507,7 +525,11 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 	if len(waiting) > 0 {
 		fmt.Fprintf(w, "asked %d workers to drain and leave: %s\n", len(waiting), strings.Join(waiting, ", "))
 		deadline := time.Now().Add(cmd.Duration("wait"))
+		prog := newProgress(cmd)
+		asked := len(waiting)
 		for len(waiting) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			prog.Update(span{text: "waiting for workers to leave: "}, span{fmt.Sprintf("%d of %d left", asked-len(waiting), asked), colorYellow},
+				span{text: "; still there: " + strings.Join(waiting, ", ")})
 			time.Sleep(200 * time.Millisecond)
 			var still []string
 			for _, h := range waiting {
@@ -517,13 +539,24 @@ func clusterDestroy(ctx context.Context, cmd *cli.Command) error {
 			}
 			waiting = still
 		}
+		if len(waiting) == 0 {
+			prog.Done(span{text: "waiting for workers to leave: "}, span{fmt.Sprintf("%d of %d left", asked, asked), colorGreen})
+		} else {
+			prog.Done()
+		}
 		if len(waiting) > 0 {
 			fmt.Fprintf(w, "still running after %s (their next Redis calls will fail): %s\n", cmd.Duration("wait"), strings.Join(waiting, ", "))
 		}
 	}
+	// Local agents that left are on their way out: let them exit before
+	// their keys go, so that none writes after the delete.
 	if dir, err := stateDir(cmd, e.keys.Cluster); err == nil {
-		if stopped := stopLocal(dir); len(stopped) > 0 {
+		stopped, running := stopLocal(dir, 10*time.Second)
+		if len(stopped) > 0 {
 			fmt.Fprintf(w, "stopped local agents: %s\n", strings.Join(stopped, ", "))
+		}
+		if len(running) > 0 {
+			fmt.Fprintf(w, "local agents still running after 10s (their next Redis calls will fail): %s\n", strings.Join(running, ", "))
 		}
 	}
 	deleted, err := streams.DeleteCluster(ctx, e.rdb, e.keys)

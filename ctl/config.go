@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -40,27 +39,51 @@ Examples:
   celeroot config rollback --to 3`,
 		Commands: []*cli.Command{
 			{
-				Name:   "validate",
-				Usage:  "check documents without touching anything (no Redis needed)",
+				Name:  "validate",
+				Usage: "check documents without touching anything (no Redis needed)",
+				Description: `Every problem is reported, as file:line:col: /json/pointer: what (hint: how
+to fix); exit 1 if there is any.
+
+Examples:
+  celeroot config validate -f cluster.yaml
+  celeroot config validate -f cluster.yaml -f catalog/
+  cat cluster.yaml | celeroot config validate -f -`,
 				Flags:  []cli.Flag{fileFlag()},
 				Action: configValidate,
 			},
 			{
-				Name:   "schema",
-				Usage:  "print the JSON Schema of a document kind, for editors",
-				Flags:  []cli.Flag{&cli.StringFlag{Name: "kind", Value: schema.KindCluster, Usage: "Cluster or Task"}},
+				Name:  "schema",
+				Usage: "print the JSON Schema of a document kind, for editors",
+				Description: `Examples:
+  celeroot config schema > cluster.schema.json
+  celeroot config schema --kind Task > task.schema.json
+  celeroot config schema --kind Plugin > plugin.schema.json`,
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "kind", Value: schema.KindCluster, Usage: "Cluster, Task, or Plugin (what a task plugin answers to describe)"}},
 				Action: configSchema,
 			},
 			{
 				Name:  "diff",
 				Usage: "compare documents with the applied revision; exit 0 when equal, 1 when different, >1 on error",
-				Flags: []cli.Flag{fileFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
-					&cli.BoolFlag{Name: "no-color", Usage: "no colours, even on a terminal"}},
+				Description: `Shows what changes per worker group, schedule, queue and task, and which
+live workers gain or lose tasks; coloured on a terminal, unless --no-color
+or $NO_COLOR.
+
+Examples:
+  celeroot config diff -f cluster.yaml -f catalog/
+  celeroot config diff -f cluster.yaml -o json
+  celeroot config diff -f cluster.yaml >/dev/null; echo $?   # 0 same, 1 different, 3 error`,
+				Flags:  []cli.Flag{fileFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}},
 				Action: configDiff,
 			},
 			{
 				Name:  "apply",
 				Usage: "apply documents as a new revision",
+				Description: `An identical configuration is reported unchanged and nothing is appended.
+
+Examples:
+  celeroot config apply -f cluster.yaml -f catalog/
+  celeroot config apply -f cluster.yaml --expect-revision 4 -m "two more web workers"
+  celeroot config apply -f cluster.yaml --dry-run`,
 				Flags: []cli.Flag{fileFlag(),
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one (0: nothing applied yet)"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
@@ -69,14 +92,20 @@ Examples:
 				Action: configApply,
 			},
 			{
-				Name:   "history",
-				Usage:  "list applied revisions",
+				Name:  "history",
+				Usage: "list applied revisions",
+				Description: `Examples:
+  celeroot config history
+  celeroot config history -o json`,
 				Flags:  []cli.Flag{outputFlag()},
 				Action: configHistory,
 			},
 			{
 				Name:  "show",
 				Usage: "print an applied revision's documents",
+				Description: `Examples:
+  celeroot config show
+  celeroot config show --revision 3 > cluster-r3.yaml`,
 				Flags: []cli.Flag{&cli.IntFlag{Name: "revision", Usage: "revision to show (default: the current one)"},
 					atFlag(),
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"}},
@@ -85,6 +114,9 @@ Examples:
 			{
 				Name:  "rollback",
 				Usage: "apply an earlier revision's content again, as a new revision",
+				Description: `Examples:
+  celeroot config rollback --to 3
+  celeroot config rollback --to 3 --expect-revision 5 -m "revert the scale-up"`,
 				Flags: []cli.Flag{&cli.IntFlag{Name: "to", Required: true, Usage: "revision whose content to apply"},
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"}},
@@ -216,7 +248,7 @@ func configValidate(ctx context.Context, cmd *cli.Command) error {
 
 func configSchema(ctx context.Context, cmd *cli.Command) error {
 	kind := cmd.String("kind")
-	for _, k := range []string{schema.KindCluster, schema.KindTask} {
+	for _, k := range []string{schema.KindCluster, schema.KindTask, schema.KindPlugin} {
 		if strings.EqualFold(kind, k) {
 			kind = k
 		}
@@ -380,24 +412,20 @@ func servedTasks(b *schema.Bundle, w projections.Worker) []string {
 
 // print writes the plan for people, coloured when color is set.
 func (p *plan) print(w io.Writer, color bool) {
-	paint := func(line string) string {
+	colour := func(line string) string {
 		if !color || line == "" {
 			return line
 		}
-		code := map[byte]string{'+': "32", '-': "31", '~': "33"}[line[0]]
-		if code == "" {
-			return line
-		}
-		return "\x1b[" + code + "m" + line + "\x1b[0m"
+		return paint(line, map[byte]string{'+': colorGreen, '-': colorRed, '~': colorYellow}[line[0]])
 	}
 	for _, l := range strings.Split(strings.TrimRight(p.Diff.String(), "\n"), "\n") {
 		if l != "" {
-			fmt.Fprintln(w, paint(l))
+			fmt.Fprintln(w, colour(l))
 		}
 	}
 	for _, t := range p.Tasks {
 		sign := map[schema.Op]string{schema.Added: "+", schema.Removed: "-", schema.Changed: "~"}[t.Op]
-		fmt.Fprintln(w, paint(fmt.Sprintf("%s task %s", sign, t.Name)))
+		fmt.Fprintln(w, colour(fmt.Sprintf("%s task %s", sign, t.Name)))
 	}
 	if len(p.Workers) > 0 {
 		fmt.Fprintln(w, "\nWorkers affected:")
@@ -634,20 +662,6 @@ func configRollback(ctx context.Context, cmd *cli.Command) error {
 		_ = cmd.Set("message", fmt.Sprintf("rollback to revision %d", to))
 	}
 	return apply(ctx, cmd, e, b.Set(), to)
-}
-
-// useColor reports whether to colour output: on a terminal, unless
-// --no-color (where the command has it) or $NO_COLOR says otherwise.
-func useColor(cmd *cli.Command, w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	for _, f := range cmd.Flags {
-		if f.Names()[0] == "no-color" && cmd.Bool("no-color") {
-			return false
-		}
-	}
-	return isTerminal(w)
 }
 
 // applied returns the applied config revision, its hash and its documents;

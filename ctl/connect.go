@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -30,6 +29,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "context", Usage: "named connection from the contexts file (see 'celeroot context')", Sources: cli.EnvVars("CELEROOT_CONTEXT")},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Sources: cli.EnvVars("CELEROOT_LOG_LEVEL")},
 		&cli.StringFlag{Name: "log-format", Usage: "text, json, or auto (text on a terminal, JSON otherwise)", Value: "auto", Sources: cli.EnvVars("CELEROOT_LOG_FORMAT")},
+		&cli.BoolFlag{Name: "no-color", Usage: "no colours, even on a terminal (so does $NO_COLOR set to anything)"},
 	}
 }
 
@@ -87,14 +87,4 @@ func newLogger(cmd *cli.Command, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, usagef("--log-format %q: use text, json or auto", f)
 	}
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -113,8 +113,20 @@ type conn struct {
 // environment variables) win; otherwise the selected context (--context,
 // or the file's current one); otherwise the defaults. The URL carries the
 // context's TLS file parameters.
+//
+// A flag set to the empty string (CELEROOT_REDIS_URL= in the environment)
+// counts as not given.
 func connection(cmd *cli.Command) (c conn, err error) {
 	c.url, c.cluster = cmd.String("redis"), cmd.String("cluster")
+	given := func(flag string) bool { return cmd.IsSet(flag) && cmd.String(flag) != "" }
+	defer func() {
+		if c.url == "" {
+			c.url = DefaultRedisURL
+		}
+		if c.cluster == "" {
+			c.cluster = DefaultCluster
+		}
+	}()
 	name := cmd.String("context")
 	f, path, err := loadContexts()
 	if err != nil {
@@ -128,12 +140,12 @@ func connection(cmd *cli.Command) (c conn, err error) {
 	}
 	cc, ok := f.find(name)
 	if !ok {
-		if cmd.IsSet("context") {
+		if given("context") {
 			return c, usagef("--context %q: no such context in %s (see 'celeroot context list')", name, path)
 		}
 		return c, nil
 	}
-	if !cmd.IsSet("redis") && cc.Redis != "" {
+	if !given("redis") && cc.Redis != "" {
 		u := cc.Redis
 		q := url.Values{}
 		for k, v := range map[string]string{"tls_ca": cc.TLSCA, "tls_cert": cc.TLSCert, "tls_key": cc.TLSKey} {
@@ -160,7 +172,7 @@ func connection(cmd *cli.Command) (c conn, err error) {
 			c.password = strings.TrimSpace(string(b))
 		}
 	}
-	if !cmd.IsSet("cluster") && cc.Cluster != "" {
+	if !given("cluster") && cc.Cluster != "" {
 		c.cluster = cc.Cluster
 	}
 	return c, nil
@@ -195,10 +207,19 @@ Examples:
   celeroot context list
   celeroot --context staging workers list`,
 		Commands: []*cli.Command{
-			{Name: "list", Usage: "list the contexts; * marks the current one", Action: contextList},
-			{Name: "use", Usage: "make a context the current one", ArgsUsage: "<name>", Action: contextUse},
+			{Name: "list", Usage: "list the contexts; * marks the current one", Action: contextList,
+				Description: "Example:\n  celeroot context list"},
+			{Name: "use", Usage: "make a context the current one", ArgsUsage: "<name>", Action: contextUse,
+				Description: "Example:\n  celeroot context use prod"},
 			{
 				Name: "set", Usage: "create or change a context", ArgsUsage: "<name>",
+				Description: `Only the flags given change. The first context saved becomes the current
+one. A password is never stored: name the variable or file that holds it.
+
+Examples:
+  celeroot context set prod --redis rediss://redis.internal:6380 --cluster production --password-env PROD_REDIS_PASSWORD
+  celeroot context set ha --redis redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster --cluster production
+  celeroot context set prod --password-file /etc/celeroot/redis.pass`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "redis", Usage: "Redis URL (without a password)"},
 					&cli.StringFlag{Name: "cluster", Usage: "cluster name"},

@@ -55,32 +55,28 @@ func clusterDeploy(ctx context.Context, cmd *cli.Command) error {
 	if set.Cluster == nil {
 		return errors.New("deploy needs a Cluster document (kind: Cluster)")
 	}
+	// A bad --provider is refused before anything is applied.
+	p, err := newProvider(cmd, e)
+	if err != nil {
+		return err
+	}
 	if err := apply(ctx, cmd, e, set, 0); err != nil {
 		return err
 	}
 	if cmd.Bool("dry-run") {
 		return nil
 	}
+	redisDrift(ctx, e, set.Cluster.Spec.Redis, cmd.Root().Writer)
+	return converge(ctx, cmd, e, set.Cluster, p, cmd.Duration("wait"))
+}
+
+// converge brings each worker group of c to its replicas through p. With
+// the local provider it then waits, showing the groups come up, until every
+// group has its replicas and every agent it stopped has exited, or until
+// wait is over.
+func converge(ctx context.Context, cmd *cli.Command, e *env, c *schema.Cluster, p provider, wait time.Duration) error {
 	w := cmd.Root().Writer
-	redisDrift(ctx, e, set.Cluster.Spec.Redis, w)
-	var p provider
-	switch cmd.String("provider") {
-	case "print":
-		p = printProvider{w: w, e: e}
-	case "local":
-		dir, err := stateDir(cmd, e.keys.Cluster)
-		if err != nil {
-			return err
-		}
-		c, err := connection(cmd)
-		if err != nil {
-			return err
-		}
-		p = &localProvider{w: w, e: e, dir: dir, redis: c.url}
-	default:
-		return usagef("--provider %q: use print or local", cmd.String("provider"))
-	}
-	plans, err := planGroups(ctx, e, set.Cluster)
+	plans, err := planGroups(ctx, e, c)
 	if err != nil {
 		return err
 	}
@@ -90,28 +86,70 @@ func clusterDeploy(ctx context.Context, cmd *cli.Command) error {
 			return err
 		}
 	}
-	if cmd.String("provider") != "local" {
+	lp, ok := p.(*localProvider)
+	if !ok {
 		return nil
 	}
-	// Wait for the local agents to show up healthy.
-	deadline := time.Now().Add(cmd.Duration("wait"))
+	prog := newProgress(cmd)
+	defer prog.Done()
+	deadline := time.Now().Add(wait)
 	for {
-		plans, err = planGroups(ctx, e, set.Cluster)
+		plans, err = planGroups(ctx, e, c)
 		if err != nil {
 			return err
 		}
+		healthy := map[string]bool{}
 		missing := 0
-		for _, g := range plans {
+		status := []span{{text: "waiting for workers: "}}
+		for i, g := range plans {
 			missing += g.Missing
+			for _, h := range g.Healthy {
+				healthy[h] = true
+			}
+			if i > 0 {
+				status = append(status, span{text: ", "})
+			}
+			color := colorYellow
+			if len(g.Healthy) == g.Group.Replicas {
+				color = colorGreen
+			}
+			status = append(status, span{fmt.Sprintf("%s %d/%d", g.Group.Name, len(g.Healthy), g.Group.Replicas), color})
 		}
-		if missing == 0 {
+		stopping := lp.stopping()
+		if missing == 0 && len(stopping) == 0 {
+			prog.Done()
 			fmt.Fprintln(w, "converged: every worker group has its replicas")
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d workers still missing after %s (see the agent logs in the state directory)", missing, cmd.Duration("wait"))
+		if len(stopping) > 0 {
+			status = append(status, span{text: "; stopping "}, span{strings.Join(stopping, ", "), colorCyan})
 		}
-		time.Sleep(200 * time.Millisecond)
+		prog.Update(status...)
+		// An agent that exited before it became healthy will not become
+		// healthy: say why at once rather than at the deadline.
+		if name, ok := lp.exited(healthy); ok {
+			return fmt.Errorf("local agent %s exited before it became healthy%s", name, lp.logHint(name))
+		}
+		if time.Now().After(deadline) {
+			var why []string
+			for _, name := range lp.started {
+				if !healthy[name] {
+					why = append(why, name+" is not healthy"+lp.logHint(name))
+				}
+			}
+			for _, name := range stopping {
+				why = append(why, name+" has not exited")
+			}
+			if len(why) == 0 {
+				why = append(why, "see the logs of the agents started before, in "+lp.dir)
+			}
+			return fmt.Errorf("not converged after %s (--wait): %d workers missing; %s", wait, missing, strings.Join(why, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting for the workers (the agents go on starting; see 'celeroot cluster status'): %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -198,12 +236,39 @@ func (p printProvider) Converge(_ context.Context, g groupPlan) error {
 }
 
 // localProvider runs agents as processes on this machine, named
-// <group>-<n>, with pid and log files in dir.
+// <group>-<n>, with pid and log files in dir. It remembers the agents it
+// started and stopped, for converge to wait on.
 type localProvider struct {
-	w     io.Writer
-	e     *env
-	dir   string
-	redis string
+	w        io.Writer
+	e        *env
+	dir      string
+	redis    string
+	password string // passed to the agents in their environment, never in argv
+
+	started  []string
+	children map[string]chan struct{} // closed when the started agent exits
+	stopped  map[string]int           // name -> pid
+}
+
+// newProvider returns the provider named by --provider.
+func newProvider(cmd *cli.Command, e *env) (provider, error) {
+	w := cmd.Root().Writer
+	switch cmd.String("provider") {
+	case "print":
+		return printProvider{w: w, e: e}, nil
+	case "local":
+		dir, err := stateDir(cmd, e.keys.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		c, err := connection(cmd)
+		if err != nil {
+			return nil, err
+		}
+		return &localProvider{w: w, e: e, dir: dir, redis: c.url, password: c.password,
+			children: map[string]chan struct{}{}, stopped: map[string]int{}}, nil
+	}
+	return nil, usagef("--provider %q: use print or local", cmd.String("provider"))
 }
 
 func stateDir(cmd *cli.Command, cluster string) (string, error) {
@@ -227,19 +292,26 @@ func (p *localProvider) running(group string) map[string]int {
 	out := map[string]int{}
 	matches, _ := filepath.Glob(filepath.Join(p.dir, group+"-*.pid"))
 	for _, m := range matches {
+		name := strings.TrimSuffix(filepath.Base(m), ".pid")
+		if _, err := strconv.Atoi(strings.TrimPrefix(name, group+"-")); err != nil {
+			continue // another group's agent, as web-extra-1 for group web
+		}
 		b, err := os.ReadFile(m)
 		if err != nil {
 			continue
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || syscall.Kill(pid, 0) != nil {
+		if err != nil || !alive(pid) {
 			os.Remove(m)
 			continue
 		}
-		out[strings.TrimSuffix(filepath.Base(m), ".pid")] = pid
+		out[name] = pid
 	}
 	return out
 }
+
+// alive reports whether the process pid exists.
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 	have := p.running(g.Group.Name)
@@ -250,9 +322,17 @@ func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 			return err
 		}
 	}
+	// Healthy workers of the group that run elsewhere count towards its
+	// replicas; local agents make up the rest.
+	others := 0
+	for _, h := range g.Healthy {
+		if _, local := have[h]; !local {
+			others++
+		}
+	}
+	want := max(g.Group.Replicas-others, 0)
 	// Start agents named <group>-1.. until the group has its replicas.
-	want := g.Group.Replicas
-	for i := 1; len(have) < want && i <= want+len(have)+100; i++ {
+	for i := 1; len(have) < want; i++ {
 		name := fmt.Sprintf("%s-%d", g.Group.Name, i)
 		if _, ok := have[name]; ok {
 			continue
@@ -262,13 +342,17 @@ func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 		for _, k := range sortedKeys(g.Group.Selector.Labels) {
 			args = append(args, "--label", k+"="+g.Group.Selector.Labels[k])
 		}
-		logf, err := os.OpenFile(filepath.Join(p.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		logPath := filepath.Join(p.dir, name+".log")
+		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return err
 		}
 		c := exec.Command(self, args...)
 		c.Stdout, c.Stderr = logf, logf
 		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if p.password != "" {
+			c.Env = append(os.Environ(), streams.EnvPassword+"="+p.password)
+		}
 		if err := c.Start(); err != nil {
 			logf.Close()
 			return fmt.Errorf("start agent %s: %w", name, err)
@@ -278,9 +362,15 @@ func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 		if err := os.WriteFile(filepath.Join(p.dir, name+".pid"), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
 			return err
 		}
-		go c.Wait() // reap it if it exits while this command runs
+		exited := make(chan struct{})
+		go func() { // reap it if it exits while this command runs
+			c.Wait()
+			close(exited)
+		}()
 		have[name] = pid
-		fmt.Fprintf(p.w, "  started local agent %s (pid %d, log %s)\n", name, pid, filepath.Join(p.dir, name+".log"))
+		p.started = append(p.started, name)
+		p.children[name] = exited
+		fmt.Fprintf(p.w, "  started local agent %s (pid %d, log %s)\n", name, pid, logPath)
 	}
 	// Stop the highest-numbered local agents beyond the replicas.
 	names := make([]string, 0, len(have))
@@ -292,10 +382,64 @@ func (p *localProvider) Converge(_ context.Context, g groupPlan) error {
 		name := names[i]
 		_ = syscall.Kill(have[name], syscall.SIGTERM)
 		os.Remove(filepath.Join(p.dir, name+".pid"))
+		p.stopped[name] = have[name]
 		delete(have, name)
 		fmt.Fprintf(p.w, "  stopped local agent %s (it drains, then leaves)\n", name)
 	}
 	return nil
+}
+
+// stopping returns the agents this provider stopped that have not exited
+// yet, sorted.
+func (p *localProvider) stopping() []string {
+	var out []string
+	for name, pid := range p.stopped {
+		if ch, child := p.children[name]; child {
+			select {
+			case <-ch:
+				continue
+			default:
+			}
+		} else if !alive(pid) {
+			continue
+		}
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// exited returns an agent this provider started that has exited without
+// becoming healthy.
+func (p *localProvider) exited(healthy map[string]bool) (string, bool) {
+	for _, name := range p.started {
+		select {
+		case <-p.children[name]:
+			if _, stopped := p.stopped[name]; !healthy[name] && !stopped {
+				return name, true
+			}
+		default:
+		}
+	}
+	return "", false
+}
+
+// logHint names an agent's log file and quotes its last line.
+func (p *localProvider) logHint(name string) string {
+	path := filepath.Join(p.dir, name+".log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return " (log " + path + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	last := lines[len(lines)-1]
+	if last == "" {
+		return " (log " + path + " is empty)"
+	}
+	if len(last) > 300 {
+		last = last[:300] + "…"
+	}
+	return fmt.Sprintf(" (log %s ends: %s)", path, last)
 }
 
 func suffixNum(name string) int {
@@ -305,44 +449,32 @@ func suffixNum(name string) int {
 }
 
 // stopLocal stops every local agent recorded in the cluster's state
-// directory and forgets them; it returns their names.
-func stopLocal(dir string) []string {
-	var stopped []string
+// directory, waits up to wait for their processes to exit, and forgets
+// them; it returns their names and those still running at the end.
+func stopLocal(dir string, wait time.Duration) (stopped, running []string) {
+	pids := map[string]int{}
 	matches, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
 	for _, m := range matches {
 		if b, err := os.ReadFile(m); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, syscall.SIGTERM) == nil {
-				stopped = append(stopped, strings.TrimSuffix(filepath.Base(m), ".pid"))
+				name := strings.TrimSuffix(filepath.Base(m), ".pid")
+				stopped = append(stopped, name)
+				pids[name] = pid
 			}
 		}
 		os.Remove(m)
 	}
-	return stopped
-}
-
-// convergeLocal brings every group to its replicas with the local provider.
-func convergeLocal(ctx context.Context, cmd *cli.Command, e *env) error {
-	_, _, b, err := applied(ctx, e)
-	if err != nil || b == nil || b.Cluster == nil {
-		return err
-	}
-	dir, err := stateDir(cmd, e.keys.Cluster)
-	if err != nil {
-		return err
-	}
-	c, err := connection(cmd)
-	if err != nil {
-		return err
-	}
-	p := &localProvider{w: cmd.Root().Writer, e: e, dir: dir, redis: c.url}
-	plans, err := planGroups(ctx, e, b.Cluster)
-	if err != nil {
-		return err
-	}
-	for _, g := range plans {
-		if err := p.Converge(ctx, g); err != nil {
-			return err
+	deadline := time.Now().Add(wait)
+	for {
+		running = running[:0]
+		for _, name := range stopped {
+			if alive(pids[name]) {
+				running = append(running, name)
+			}
 		}
+		if len(running) == 0 || time.Now().After(deadline) {
+			return stopped, running
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
 }

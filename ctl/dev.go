@@ -55,6 +55,7 @@ Examples:
 			&cli.IntFlag{Name: "port", Usage: "port of the dev Redis on 127.0.0.1 (0: any free port)", Value: DefaultDevPort},
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the Redis data (default: $XDG_DATA_HOME/celeroot/dev)"},
 			&cli.BoolFlag{Name: "embedded", Usage: "use the embedded in-memory server even if redis-server is installed"},
+			&cli.StringFlag{Name: "plugin-dir", Usage: "directory of task plugins for the agents, such as examples/plugins (default: none)"},
 		},
 		Action: runDev,
 	}
@@ -124,6 +125,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 				Projector:       i < 2,
 				Janitor:         true,
 				ShutdownTimeout: 5 * time.Second,
+				PluginDir:       cmd.String("plugin-dir"),
 				Logger:          logger,
 			})
 			if err != nil {

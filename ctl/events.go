@@ -45,6 +45,10 @@ Examples:
 			{
 				Name:  "tail",
 				Usage: "print the latest events; -f keeps printing new ones",
+				Description: `Examples:
+  celeroot events tail -n 50
+  celeroot events tail -f --type task.started.v1 --type task.finished.v1
+  celeroot events tail --since 10m -o jsonl`,
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 20, Usage: "how many past events to print"},
 					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events"},
@@ -55,8 +59,15 @@ Examples:
 				Action: eventsTail,
 			},
 			{
-				Name:   "verify",
-				Usage:  "check the history against the guarantees: one outcome per task, increasing attempts, one fire per schedule slot, projections equal to a fresh fold",
+				Name:  "verify",
+				Usage: "check the history against the guarantees: one outcome per task, increasing attempts, one fire per schedule slot, projections equal to a fresh fold",
+				Description: `Exit 0 when every guarantee holds, 1 and the violations otherwise. Where
+events were trimmed from Redis, give the archive they went to.
+
+Examples:
+  celeroot events verify
+  celeroot events verify -o json
+  celeroot events verify --archive /var/lib/celeroot/archive`,
 				Flags:  []cli.Flag{outputFlag(), archiveFlag()},
 				Action: eventsVerify,
 			},
@@ -65,6 +76,10 @@ Examples:
 			{
 				Name:  "replay",
 				Usage: "print every event in a range, oldest first",
+				Description: `Examples:
+  celeroot events replay > history.jsonl
+  celeroot events replay --from 2026-11-29T02:00:00Z --to 2026-11-29T03:00:00Z
+  celeroot events replay --type config.applied.v1 -o text`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "from", Usage: "start: an RFC 3339 time or an entry id (default: the beginning)"},
 					&cli.StringFlag{Name: "to", Usage: "end, included: an RFC 3339 time or an entry id (default: now)"},

@@ -127,7 +127,20 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
 Every change, task and result is an event in Redis Streams; status commands
 read projections built from those events.
 
-Start a whole cluster on this machine with 'celeroot dev'.`,
+Start a whole cluster on this machine with 'celeroot dev'. Every command has
+examples in its help: celeroot <command> --help.
+
+Output: tables for people; -o json or -o yaml (and -o wide, more columns
+where a command has them) for scripts, on stdout. Errors, logs and progress
+go to stderr. Colours only on a terminal, never with --no-color or $NO_COLOR.
+
+Exit codes:
+  0  success
+  1  failure: Redis unreachable or refusing the credentials, an unknown task
+     or target, invalid documents, a revision conflict, a task that did not
+     succeed (with --wait); config diff: differences found
+  2  usage error: a bad flag, argument, parameter or URL
+  3  config diff: an error`,
 		Flags:          globalFlags(),
 		Reader:         stdin,
 		Writer:         stdout,
@@ -137,6 +150,7 @@ Start a whole cluster on this machine with 'celeroot dev'.`,
 		EnableShellCompletion: true,
 		Commands: []*cli.Command{
 			agentCommand(),
+			benchCommand(),
 			clusterCommand(),
 			configCommand(),
 			contextCommand(),

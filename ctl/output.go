@@ -19,7 +19,7 @@ var outputFormats = []string{"table", "wide", "json", "yaml"}
 
 func outputFlag() cli.Flag {
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table",
-		Usage: "output format: " + strings.Join(outputFormats, ", ")}
+		Usage: "output format: table, wide (more columns where the command has them), json or yaml"}
 }
 
 func outputFormat(cmd *cli.Command) (string, error) {

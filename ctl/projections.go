@@ -29,8 +29,23 @@ Examples:
   celeroot projections rebuild    # build fresh projections and switch to them
   celeroot projections rebuild --archive /var/lib/celeroot/archive`,
 		Commands: []*cli.Command{
-			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history", Flags: []cli.Flag{archiveFlag()}, Action: projectionsVerify},
-			{Name: "rebuild", Usage: "build fresh projections from the history and switch to them atomically", Flags: []cli.Flag{archiveFlag()}, Action: projectionsRebuild},
+			{Name: "verify", Usage: "compare every projection record with a fresh fold of the history",
+				Description: `Exit 0 when they agree, 1 and the differences otherwise.
+
+Examples:
+  celeroot projections verify
+  celeroot projections verify --archive /var/lib/celeroot/archive`,
+				Flags: []cli.Flag{archiveFlag()}, Action: projectionsVerify},
+			{Name: "rebuild", Usage: "build fresh projections from the history and switch to them atomically",
+				Description: `The fold goes into a new namespace that nobody reads yet; the rebuild then
+applies what was appended meanwhile and switches every reader to it at once,
+so agents may keep running. Projectors move to it within a second; the old
+namespace is deleted a minute later.
+
+Examples:
+  celeroot projections rebuild && celeroot projections verify
+  celeroot projections rebuild --archive /var/lib/celeroot/archive`,
+				Flags: []cli.Flag{archiveFlag()}, Action: projectionsRebuild},
 		},
 	}
 }

@@ -21,11 +21,19 @@ func schedulesCommand() *cli.Command {
 		Name:  "schedules",
 		Usage: "look at, trigger, pause and export the cluster's schedules",
 		Description: `Schedules are declared in the Cluster document (spec.schedules) and fired
-by the agents, with no leader: each slot is fired once, atomically.`,
+by the agents, with no leader: each slot is fired once, atomically.
+
+Examples:
+  celeroot schedules list
+  celeroot schedules trigger backup-configs
+  celeroot schedules export --crontab > /etc/cron.d/celeroot`,
 		Commands: []*cli.Command{
 			{
-				Name:   "list",
-				Usage:  "list schedules with their next and last fire",
+				Name:  "list",
+				Usage: "list schedules with their next and last fire",
+				Description: `Examples:
+  celeroot schedules list
+  celeroot schedules list -o json`,
 				Flags:  []cli.Flag{outputFlag()},
 				Action: schedulesList,
 			},
@@ -33,6 +41,9 @@ by the agents, with no leader: each slot is fired once, atomically.`,
 				Name:      "history",
 				Usage:     "show a schedule's fires and skips, newest first",
 				ArgsUsage: "<name>",
+				Description: `Examples:
+  celeroot schedules history security-updates
+  celeroot schedules history backup-configs -n 5 -o json`,
 				Flags: []cli.Flag{outputFlag(),
 					&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 20, Usage: "at most this many events"}},
 				Action: schedulesHistory,
@@ -41,25 +52,36 @@ by the agents, with no leader: each slot is fired once, atomically.`,
 				Name:      "trigger",
 				Usage:     "fire a schedule now, whatever its cron expression or pause; prints the job id",
 				ArgsUsage: "<name>",
-				Action:    schedulesTrigger,
+				Description: `The fire is recorded as manual; the schedule's next slot is not affected.
+
+Example:
+  celeroot schedules trigger backup-configs`,
+				Action: schedulesTrigger,
 			},
 			{
 				Name:      "pause",
 				Usage:     "stop a schedule from firing until it is resumed",
 				ArgsUsage: "<name>",
-				Action:    func(ctx context.Context, cmd *cli.Command) error { return schedulesPause(ctx, cmd, true) },
+				Description: `Example:
+  celeroot schedules pause security-updates`,
+				Action: func(ctx context.Context, cmd *cli.Command) error { return schedulesPause(ctx, cmd, true) },
 			},
 			{
 				Name:      "resume",
 				Usage:     "let a paused schedule fire again from its next slot",
 				ArgsUsage: "<name>",
-				Action:    func(ctx context.Context, cmd *cli.Command) error { return schedulesPause(ctx, cmd, false) },
+				Description: `Example:
+  celeroot schedules resume security-updates`,
+				Action: func(ctx context.Context, cmd *cli.Command) error { return schedulesPause(ctx, cmd, false) },
 			},
 			{
 				Name:  "export",
 				Usage: "print the schedules in another format",
 				Description: `With --crontab, prints /etc/cron.d lines that run each schedule with
-'celeroot task run' (a fallback for hosts without agents).`,
+'celeroot task run' (a fallback for hosts without agents).
+
+Example:
+  celeroot schedules export --crontab > /etc/cron.d/celeroot`,
 				Flags:  []cli.Flag{&cli.BoolFlag{Name: "crontab", Usage: "as /etc/cron.d lines"}},
 				Action: schedulesExport,
 			},

@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,47 +77,209 @@ type tbKey struct{}
 //	redis-cmd ARGS...
 //	    run one raw Redis command against $CELEROOT_REDIS_URL and print
 //	    the reply
+//	retry PROG [ARGS...]
+//	    run prog like exec until it succeeds, for up to 15s (its last
+//	    stdout and stderr are then checked as exec's)
 //	redis-start-auth VAR PASSWORD
 //	    start a private single-node Redis requiring PASSWORD, and set $VAR
 //	    to its URL (without the password) and ${VAR}_ADDR to its host:port
+//	local-agents N
+//	    wait up to 30s until exactly N agents started by the local
+//	    provider (cluster deploy, workers scale) are running
+//	replace FILE OLD NEW
+//	    replace every OLD in FILE by NEW (OLD must occur), as in
+//	    replace cluster.yaml 'name: production' 'name: '$CELEROOT_CLUSTER
+//
+// $EXAMPLES is the repository's examples directory. $XDG_STATE_HOME is in
+// the script's directory, so the local provider keeps its pid and log files
+// there, and runs its agents as this program; agents still running when a
+// script ends are killed.
 func TestScripts(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
-			testscript.Run(t, testscript.Params{
-				Dir:                 "testdata/script",
-				RequireExplicitExec: true,
-				RequireUniqueNames:  true,
-				UpdateScripts:       *update,
-				Setup: func(env *testscript.Env) error {
-					tb, ok := env.T().(testing.TB)
-					if !ok {
-						return fmt.Errorf("script runs under %T, not a testing.TB", env.T())
-					}
-					env.Setenv("CELEROOT_REDIS_URL", srv.URL)
-					env.Setenv("CELEROOT_CLUSTER", streamstest.ClusterName(tb))
-					env.Setenv("CELEROOT_LOG_FORMAT", "text")
-					// Several agents share this host: no metrics listener.
-					env.Setenv("CELEROOT_METRICS_LISTEN", "off")
-					// A race-enabled program that exits with status 0 sleeps
-					// a second first, by default; scripts run many.
-					if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
-						env.Setenv("GORACE", strings.TrimSpace(gorace+" atexit_sleep_ms=10"))
-					}
-					env.Values[tbKey{}] = tb
-					return nil
-				},
-				Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-					"exit-code":        cmdExitCode,
-					"capture":          cmdCapture,
-					"wait-worker":      cmdWaitWorker,
-					"decode":           cmdDecode,
-					"redis-cmd":        cmdRedis,
-					"redis-start-auth": cmdRedisStartAuth,
-				},
-			})
+			testscript.Run(t, scriptParams("testdata/script", func(env *testscript.Env, tb testing.TB) error {
+				env.Setenv("CELEROOT_REDIS_URL", srv.URL)
+				return nil
+			}, nil))
 		})
 	}
+}
+
+// sentinelKey is the key of the script's Sentinel deployment among its
+// values.
+type sentinelKey struct{}
+
+// TestSentinelScripts runs every script of testdata/sentinel against its
+// own Sentinel-managed Redis (a master, a replica and three sentinels; see
+// streamstest.NewSentinel), with $CELEROOT_REDIS_URL and $SENTINEL_URL set
+// to its redis+sentinel:// URL, $SENTINEL_ADDR to its first sentinel's
+// host:port and $CELEROOT_CONFIG to a contexts file in the script's
+// directory. Besides the commands of TestScripts, scripts have:
+//
+//	sentinel-failover
+//	    promote the replica with SENTINEL FAILOVER and wait until the
+//	    sentinels name it and the old master replicates from it; sets
+//	    $OLD_MASTER and $NEW_MASTER to their host:port
+//	sentinel-kill-master
+//	    kill the master (SIGKILL, as a crash) and wait until the sentinels
+//	    have promoted a replica; sets $OLD_MASTER and $NEW_MASTER
+func TestSentinelScripts(t *testing.T) {
+	t.Parallel()
+	testscript.Run(t, scriptParams("testdata/sentinel", func(env *testscript.Env, tb testing.TB) error {
+		srv := streamstest.NewSentinel(tb)
+		env.Values[sentinelKey{}] = srv
+		env.Setenv("CELEROOT_REDIS_URL", srv.URL)
+		env.Setenv("SENTINEL_URL", srv.URL)
+		env.Setenv("SENTINEL_ADDR", srv.SentinelAddrs[0])
+		env.Setenv("CELEROOT_CONFIG", filepath.Join(env.WorkDir, "contexts.yaml"))
+		return nil
+	}, map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"sentinel-failover":    cmdSentinelFailover,
+		"sentinel-kill-master": cmdSentinelKillMaster,
+	}))
+}
+
+// scriptParams are the testscript parameters of the scripts in dir: the
+// common environment and commands, then setup's and cmds'.
+func scriptParams(dir string, setup func(env *testscript.Env, tb testing.TB) error, cmds map[string]func(ts *testscript.TestScript, neg bool, args []string)) testscript.Params {
+	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"exit-code":        cmdExitCode,
+		"capture":          cmdCapture,
+		"wait-worker":      cmdWaitWorker,
+		"decode":           cmdDecode,
+		"redis-cmd":        cmdRedis,
+		"redis-start-auth": cmdRedisStartAuth,
+		"replace":          cmdReplace,
+		"local-agents":     cmdLocalAgents,
+		"retry":            cmdRetry,
+	}
+	for name, c := range cmds {
+		all[name] = c
+	}
+	examples, err := filepath.Abs(filepath.Join("..", "examples"))
+	if err != nil {
+		panic(err)
+	}
+	return testscript.Params{
+		Dir:                 dir,
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		UpdateScripts:       *update,
+		Setup: func(env *testscript.Env) error {
+			tb, ok := env.T().(testing.TB)
+			if !ok {
+				return fmt.Errorf("script runs under %T, not a testing.TB", env.T())
+			}
+			env.Setenv("CELEROOT_CLUSTER", streamstest.ClusterName(tb))
+			env.Setenv("EXAMPLES", examples)
+			env.Setenv("CELEROOT_LOG_FORMAT", "text")
+			// Several agents share this host: no metrics listener.
+			env.Setenv("CELEROOT_METRICS_LISTEN", "off")
+			// A race-enabled program that exits with status 0 sleeps
+			// a second first, by default; scripts run many.
+			if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
+				env.Setenv("GORACE", strings.TrimSpace(gorace+" atexit_sleep_ms=10"))
+			}
+			// The local provider (cluster deploy, workers scale) keeps
+			// its agents' pid and log files under $XDG_STATE_HOME and
+			// runs them as this program. Agents a failed script left
+			// running are killed when it ends.
+			state := filepath.Join(env.WorkDir, ".state")
+			env.Setenv("XDG_STATE_HOME", state)
+			env.Setenv("CELEROOT_AGENT_EXECUTABLE", "celeroot")
+			env.Defer(func() {
+				for _, pid := range localAgents(state) {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			env.Values[tbKey{}] = tb
+			return setup(env, tb)
+		},
+		Cmds: all,
+	}
+}
+
+// localAgents returns the pids of the live agents recorded by the local
+// provider under the state directory, of any cluster.
+func localAgents(state string) []int {
+	var pids []int
+	files, _ := filepath.Glob(filepath.Join(state, "celeroot", "*", "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, 0) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// cmdLocalAgents waits for the number of running local agents.
+func cmdLocalAgents(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: local-agents N")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	const timeout = 30 * time.Second
+	deadline := time.Now().Add(timeout)
+	for {
+		got := len(localAgents(ts.Getenv("XDG_STATE_HOME")))
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%d local agents running after %s, want %d", got, timeout, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cmdSentinelKillMaster crashes the master of the script's Sentinel
+// deployment and waits for the sentinels to replace it.
+func cmdSentinelKillMaster(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: sentinel-kill-master")
+	}
+	srv := ts.Value(sentinelKey{}).(*streamstest.Server)
+	tb := ts.Value(tbKey{}).(testing.TB)
+	old := srv.MasterAddr(tb)
+	start := time.Now()
+	srv.KillNode(tb, old)
+	now := srv.WaitMaster(tb, old)
+	ts.Logf("master %s killed; %s promoted after %s", old, now, time.Since(start).Round(time.Millisecond))
+	ts.Setenv("OLD_MASTER", old)
+	ts.Setenv("NEW_MASTER", now)
+}
+
+// cmdReplace replaces text in a file of the script's directory.
+func cmdReplace(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: replace FILE OLD NEW")
+	}
+	data := ts.ReadFile(args[0])
+	if !strings.Contains(data, args[1]) {
+		ts.Fatalf("replace: %s has no %q", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(strings.ReplaceAll(data, args[1], args[2])), 0o644))
+}
+
+// cmdSentinelFailover fails the script's Sentinel deployment over.
+func cmdSentinelFailover(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: sentinel-failover")
+	}
+	srv := ts.Value(sentinelKey{}).(*streamstest.Server)
+	tb := ts.Value(tbKey{}).(testing.TB)
+	old := srv.MasterAddr(tb)
+	start := time.Now()
+	now := srv.Failover(tb)
+	ts.Logf("failover from %s to %s took %s", old, now, time.Since(start).Round(time.Millisecond))
+	ts.Setenv("OLD_MASTER", old)
+	ts.Setenv("NEW_MASTER", now)
 }
 
 // cmdExitCode runs a program and checks its exact exit status.
@@ -368,4 +532,26 @@ func cmdRedisStartAuth(ts *testscript.TestScript, neg bool, args []string) {
 	srv := streamstest.NewSingle(tb, streamstest.WithPassword(args[1]))
 	ts.Setenv(args[0], "redis://"+srv.Addr())
 	ts.Setenv(args[0]+"_ADDR", srv.Addr())
+}
+
+// cmdRetry runs a program until it succeeds, for up to 15s.
+func cmdRetry(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! retry")
+	}
+	if len(args) < 1 {
+		ts.Fatalf("usage: retry program [args...]")
+	}
+	const timeout = 15 * time.Second
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ts.Exec(args[0], args[1:]...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not succeed within %s: %v\n%s", strings.Join(args, " "), timeout, err, ts.ReadFile("stderr"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -22,6 +22,11 @@ func taskCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "task",
 		Usage: "run tasks and look at their status and output",
+		Description: `Examples:
+  celeroot task run install-package --target webserver01 --package nginx
+  celeroot task run command --target role:webserver --wait -- uptime
+  celeroot task status <task-id>
+  celeroot task logs <task-id>`,
 		Commands: []*cli.Command{
 			{
 				Name:      "run",
@@ -46,7 +51,7 @@ Examples:
 					&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only workers with these labels, k=v,k2=v2 (alone: every healthy worker with them)"},
 					&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "task parameter k=v (repeatable)"},
 					&cli.DurationFlag{Name: "timeout", Usage: "kill the task after this long (0: no limit)", Value: time.Hour},
-					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed)"},
+					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "stream the output and exit with the outcome (1 if any task did not succeed); on several workers, also the counts by state as they change and a line per task, on stderr"},
 					&cli.IntFlag{Name: "max-attempts", Usage: "attempts a failing task gets before it fails for good", Value: 1},
 					&cli.DurationFlag{Name: "retry-backoff", Usage: "delay before the first retry; doubles with each retry", Value: 5 * time.Second},
 					&cli.DurationFlag{Name: "deadline", Usage: "a task not started within this long expires instead (its worker is offline or busy)", Value: DefaultDeadline},
@@ -56,8 +61,14 @@ Examples:
 				Action: runTask,
 			},
 			{
-				Name:      "status",
-				Usage:     "show a task: state, attempts, worker, timings, outcome",
+				Name:  "status",
+				Usage: "show a task: state, attempts, worker, timings, outcome",
+				Description: `A job id (a fan-out) shows the counts by state and every task.
+
+Examples:
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F -o json
+  celeroot task status 01J9Z4QK8M3V6T2X5B7C9D1E0F --at 2026-11-29T02:00:00Z`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{outputFlag(), atFlag(), archiveFlag()},
 				Action:    taskStatus,
@@ -83,32 +94,47 @@ Examples:
 				Name:    "catalog",
 				Aliases: []string{"defs"},
 				Usage:   "list the tasks that can be run: the built-in ones and the applied catalog",
-				Flags:   []cli.Flag{outputFlag()},
-				Action:  taskCatalog,
+				Description: `Examples:
+  celeroot task catalog
+  celeroot task catalog -o json`,
+				Flags:  []cli.Flag{outputFlag()},
+				Action: taskCatalog,
 			},
 			{
-				Name:      "cancel",
-				Usage:     "cancel a task: a waiting one never runs, a running one is killed",
+				Name:  "cancel",
+				Usage: "cancel a task: a waiting one never runs, a running one is killed",
+				Description: `Example:
+  celeroot task cancel 01J9Z4QK8M3V6T2X5B7C9D1E0F --reason "wrong host"`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
 				Action:    taskCancel,
 			},
 			{
-				Name:   "dead",
-				Usage:  "list dead letters: tasks given up on, and entries that could not be read",
+				Name:  "dead",
+				Usage: "list dead letters: tasks given up on, and entries that could not be read",
+				Description: `Examples:
+  celeroot task dead
+  celeroot task dead --limit 10 -o json`,
 				Flags:  []cli.Flag{outputFlag(), &cli.IntFlag{Name: "limit", Usage: "show at most this many", Value: 50}},
 				Action: taskDead,
 			},
 			{
-				Name:      "redrive",
-				Usage:     "submit an ended task again, as a new task with the same command and target",
+				Name:  "redrive",
+				Usage: "submit an ended task again, as a new task with the same command and target",
+				Description: `Example:
+  celeroot task redrive 01J9Z4QK8M3V6T2X5B7C9D1E0F --wait`,
 				ArgsUsage: "<task-id>",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the new task to its end"}},
 				Action:    taskRedrive,
 			},
 			{
-				Name:      "logs",
-				Usage:     "print a task's output",
+				Name:  "logs",
+				Usage: "print a task's output",
+				Description: `The task's stdout goes to stdout, its stderr to stderr.
+
+Examples:
+  celeroot task logs 01J9Z4QK8M3V6T2X5B7C9D1E0F
+  celeroot task logs --follow 01J9Z4QK8M3V6T2X5B7C9D1E0F`,
 				ArgsUsage: "<task-id>",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing output until the task ends"},
@@ -182,12 +208,19 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	store := projections.NewStore(e.rdb, e.keys)
 
 	// A catalog task: its parameters are checked against their schemas
-	// before anything is submitted, and its policy gives the defaults.
+	// before anything is submitted, and its policy gives the defaults. A
+	// plugin task's are checked once its targets are known.
 	var params map[string]any
 	_, _, bundle, err := applied(ctx, e)
 	if err != nil {
 		return err
 	}
+	// A task that is neither built in nor in the catalog may be a plugin
+	// some workers serve.
+	var plugin *pluginTask
+	var def *schema.Task
+	var workers []projections.Worker
+	now := time.Now()
 	if name == "command" && cmd.Bool("check") {
 		return usagef("the built-in task command has no check form")
 	}
@@ -199,16 +232,22 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 			params[k] = v
 		}
 	} else {
-		var def *schema.Task
 		if bundle != nil {
 			def = bundle.Task(name)
 		}
 		if def == nil {
-			return unknownTask(name, bundle)
+			if workers, err = store.Workers(ctx); err != nil {
+				return err
+			}
+			if plugin = findPlugin(workers, name, now); plugin == nil {
+				return unknownTask(name, bundle, pluginNames(workers, now))
+			}
 		}
 		if len(argv) > 0 {
 			return usagef("task %s takes parameters (--param name=value or --name value), not a command after --", name)
 		}
+	}
+	if def != nil {
 		if cmd.Bool("check") && def.Spec.Check == nil {
 			return usagef("task %s has no check (dry-run) form", name)
 		}
@@ -250,7 +289,42 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		}
 		targets = []dispatchTarget{{events.RouteQueue, qflag}}
 	} else if targets, err = resolveTarget(ctx, store, tflag, selector, name); err != nil {
+		var ue usageError
+		if plugin != nil && !errors.As(err, &ue) {
+			return fmt.Errorf("%w; plugin %s is served by: %s", err, name, plugin.where())
+		}
 		return err
+	}
+	if plugin != nil {
+		// Checked against what the targets serve, before anything is
+		// submitted.
+		versions, err := plugin.forTargets(targets, workers, now)
+		if err != nil {
+			return err
+		}
+		if skipped := plugin.notServing(tflag, selector, workers, now); len(skipped) > 0 {
+			fmt.Fprintf(cmd.Root().ErrWriter, "not sent to %s: plugin %s is not installed there\n", strings.Join(skipped, ", "), name)
+		}
+		if cmd.Bool("check") {
+			for _, v := range versions {
+				if !v.info.Check {
+					return usagef("plugin %s on %s has no check (dry-run) form", plugin.label(v), strings.Join(v.workers, ", "))
+				}
+			}
+		}
+		var ok bool
+		if params, ok = plugin.checkParams(versions, rawParams, cmd.Root().ErrWriter); !ok {
+			return usagef("task %s: invalid parameters; nothing was submitted", name)
+		}
+		if !cmd.IsSet("timeout") {
+			var longest time.Duration
+			for _, v := range versions {
+				longest = max(longest, time.Duration(v.info.TimeoutMS)*time.Millisecond)
+			}
+			if longest > 0 {
+				timeout = longest
+			}
+		}
 	}
 
 	log := streams.NewLog(e.rdb, e.keys)
@@ -275,8 +349,10 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if len(targets) > 1 {
 		jobID = ulid.Make().String()
 	}
-	var ids []string
-	for _, t := range targets {
+	// All the tasks of a fan-out go in one batch: two round trips whatever
+	// the number of workers.
+	subs := make([]events.Envelope, len(targets))
+	for i, t := range targets {
 		id := ulid.Make().String()
 		sub := events.TaskSubmitted{TaskID: id, JobID: jobID, Task: name, Params: params, Argv: argv,
 			Route: t.route, Target: t.name, TimeoutMS: timeout.Milliseconds(),
@@ -286,16 +362,27 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		if jobID != "" {
 			opts = []events.Option{events.WithCorrelation(jobID)}
 		}
-		if _, err := log.Submit(ctx, src.New(sub, opts...)); err != nil {
-			if idemKey != "" && len(ids) == 0 {
-				_ = log.Forget(ctx, idemKey)
-			} else if idemKey != "" {
-				_ = log.Remember(ctx, idemKey, ids)
-			}
-			return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), err)
+		subs[i] = src.New(sub, opts...)
+	}
+	_, errs := log.SubmitBatch(ctx, subs)
+	var ids []string
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", targets[i].name, err))
+			continue
 		}
+		id := subs[i].Payload.(events.TaskSubmitted).TaskID
 		ids = append(ids, id)
 		fmt.Fprintln(cmd.Root().Writer, id)
+	}
+	if len(failed) > 0 {
+		if idemKey != "" && len(ids) == 0 {
+			_ = log.Forget(ctx, idemKey)
+		} else if idemKey != "" {
+			_ = log.Remember(ctx, idemKey, ids)
+		}
+		return fmt.Errorf("submitted %d of %d tasks: %w", len(ids), len(targets), errors.Join(failed...))
 	}
 	if idemKey != "" {
 		if err := log.Remember(ctx, idemKey, ids); err != nil {
@@ -331,17 +418,69 @@ func waitFor(ctx context.Context, cmd *cli.Command, e *env, ids, labels []string
 		}
 	}
 	errw := cmd.Root().ErrWriter
-	done, err := follow(ctx, e, projections.NewStore(e.rdb, e.keys), ids, labels, cmd.Root().Writer, errw)
+	store := projections.NewStore(e.rdb, e.keys)
+	if len(ids) == 1 {
+		done, err := follow(ctx, e, store, ids, labels, cmd.Root().Writer, errw, nil)
+		if err != nil {
+			return err
+		}
+		return summarize(done, errw)
+	}
+	// A fan-out: the counts by state as they change, the output of each
+	// task as it comes, then one line per task.
+	p := newProgress(cmd)
+	show := func(states []string) {
+		counts := map[string]int{}
+		for _, st := range states {
+			counts[st]++
+		}
+		p.Update(append([]span{{text: fmt.Sprintf("%d tasks: ", len(ids))}}, countSpans(counts, taskStateOrder)...)...)
+	}
+	done, err := follow(ctx, e, store, ids, labels, p.Writer(cmd.Root().Writer), p.Writer(errw), show)
 	if err != nil {
+		p.Done()
 		return err
 	}
+	counts := map[string]int{}
+	for _, t := range done {
+		counts[t.State]++
+	}
+	p.Done(append([]span{{text: fmt.Sprintf("%d tasks: ", len(done))}}, countSpans(counts, taskStateOrder)...)...)
+	printOutcomes(errw, done, labels)
 	return summarize(done, errw)
+}
+
+// taskStateOrder is the order of task states in progress lines.
+var taskStateOrder = []string{projections.TaskWaiting, projections.TaskRunning, projections.TaskRetrying,
+	string(events.Succeeded), string(events.Failed), string(events.TimedOut), projections.TaskExpired,
+	projections.TaskCancelled, projections.TaskDead}
+
+// printOutcomes writes one line per ended task of a fan-out: its worker
+// (or label), state, exit code and how long its last attempt ran.
+func printOutcomes(w io.Writer, tasks []projections.Task, labels []string) {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WORKER\tTASK\tSTATE\tEXIT\tDURATION")
+	for i, t := range tasks {
+		exit, took := "-", "-"
+		if t.Outcome != "" {
+			exit = fmt.Sprint(t.ExitCode)
+		}
+		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].DurationMS > 0 {
+			took = fmtDuration(time.Duration(t.Attempts[n-1].DurationMS) * time.Millisecond)
+		}
+		worker := t.Worker
+		if worker == "" {
+			worker = labels[i]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(worker), t.ID, strings.ReplaceAll(t.State, "_", " "), exit, took)
+	}
+	tw.Flush()
 }
 
 // unknownTask explains a task name that is neither built in nor in the
 // applied catalog.
-func unknownTask(name string, b *schema.Bundle) error {
-	known := []string{"command"}
+func unknownTask(name string, b *schema.Bundle, plugins []string) error {
+	known := append([]string{"command"}, plugins...)
 	if b != nil {
 		for _, t := range b.Tasks {
 			known = append(known, t.Metadata.Name)
@@ -546,10 +685,15 @@ const pollEvery = 150 * time.Millisecond
 
 // follow prints the output of tasks as it comes, until every task has an
 // outcome, and returns their final projections. With several tasks, each
-// line is prefixed by its label.
-func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer) ([]projections.Task, error) {
+// line is prefixed by its label. show, if not nil, gets the state of every
+// task after each look at them.
+func follow(ctx context.Context, e *env, store *projections.Store, ids, labels []string, stdout, stderr io.Writer, show func(states []string)) ([]projections.Task, error) {
 	last := make([]string, len(ids)) // last entry read of each task's log
 	done := make([]*projections.Task, len(ids))
+	states := make([]string, len(ids))
+	for i := range states {
+		states[i] = projections.TaskWaiting
+	}
 	partial := make([]map[string]string, len(ids)) // unterminated line per stream
 	for i := range partial {
 		partial[i] = map[string]string{}
@@ -585,6 +729,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 			if err != nil && !errors.Is(err, projections.ErrNotFound) {
 				return nil, err
 			}
+			if err == nil {
+				states[i] = t.State
+			}
 			for {
 				entries, err := streams.After(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], 500)
 				if err != nil {
@@ -609,6 +756,9 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 				done[i] = &t
 				remaining--
 			}
+		}
+		if show != nil {
+			show(states)
 		}
 		if remaining == 0 {
 			out := make([]projections.Task, len(done))
@@ -800,7 +950,7 @@ func taskLogs(ctx context.Context, cmd *cli.Command) error {
 	}
 	out, errw := cmd.Root().Writer, cmd.Root().ErrWriter
 	if cmd.Bool("follow") {
-		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw)
+		_, err := follow(ctx, e, store, []string{id}, []string{""}, out, errw, nil)
 		return err
 	}
 	return streams.Replay(ctx, e.rdb, e.keys.TaskLog(id), "-", "+", 0, func(en streams.Entry) error {
@@ -951,7 +1101,7 @@ func taskCancel(ctx context.Context, cmd *cli.Command) error {
 		if _, err := log.Record(ctx, id, req); err != nil {
 			return err
 		}
-		if _, err := log.Append(ctx, e.keys.WorkerControl(res.Worker), req, 1000); err != nil {
+		if _, err := log.Append(ctx, e.keys.WorkerControl(res.Worker), req, streams.ControlMaxLen); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "task %s is running on %s: asked it to stop (follow with 'celeroot task status %s')\n", id, res.Worker, id)
@@ -1118,6 +1268,29 @@ type catalogEntry struct {
 	Idempotent  bool           `json:"idempotent,omitempty"`
 	// Workers are the live workers that run it.
 	Workers []string `json:"workers"`
+	// Versions are a plugin task's versions, by the workers serving each.
+	Versions []catalogPluginVersion `json:"versions,omitempty"`
+}
+
+// catalogPluginVersion is one version of a plugin task as listed.
+type catalogPluginVersion struct {
+	Version string         `json:"version"`
+	Hash    string         `json:"hash"`
+	Check   bool           `json:"check,omitempty"`
+	Params  map[string]any `json:"params,omitempty"`
+	Workers []string       `json:"workers"`
+}
+
+// paramsView is how the catalog lists parameter declarations.
+func paramsView(ps schema.Params) map[string]any {
+	var out map[string]any
+	for name, p := range ps {
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[name] = map[string]any{"schema": p.Schema, "required": p.Required, "description": p.Description}
+	}
+	return out
 }
 
 func taskCatalog(ctx context.Context, cmd *cli.Command) error {
@@ -1157,14 +1330,33 @@ func taskCatalog(ctx context.Context, cmd *cli.Command) error {
 			if t.Spec.Timeout.Duration > 0 {
 				ce.Timeout = fmtDuration(t.Spec.Timeout.Duration)
 			}
-			for name, p := range t.Spec.Params {
-				if ce.Params == nil {
-					ce.Params = map[string]any{}
-				}
-				ce.Params[name] = map[string]any{"schema": p.Schema, "required": p.Required, "description": p.Description}
-			}
+			ce.Params = paramsView(t.Spec.Params)
 			list = append(list, ce)
 		}
+	}
+	// Plugins, as the live workers advertise them; a catalog task of the
+	// same name takes precedence, so agents do not advertise such a one.
+	for _, name := range pluginNames(workers, now) {
+		if bundle != nil && bundle.Task(name) != nil {
+			continue
+		}
+		pt := findPlugin(workers, name, now)
+		first := pt.versions[0]
+		ce := catalogEntry{Name: name, Description: first.info.Description, Action: "plugin " + first.info.Version,
+			Params: paramsView(first.task.Spec.Params), Idempotent: first.info.Idempotent, Workers: []string{}}
+		if len(pt.versions) > 1 {
+			ce.Action = fmt.Sprintf("plugin (%d versions)", len(pt.versions))
+		}
+		if first.info.TimeoutMS > 0 {
+			ce.Timeout = fmtDuration(time.Duration(first.info.TimeoutMS) * time.Millisecond)
+		}
+		for _, v := range pt.versions {
+			ce.Workers = append(ce.Workers, v.workers...)
+			ce.Versions = append(ce.Versions, catalogPluginVersion{Version: v.info.Version, Hash: v.info.Hash, Check: v.info.Check,
+				Params: paramsView(v.task.Spec.Params), Workers: v.workers})
+		}
+		sort.Strings(ce.Workers)
+		list = append(list, ce)
 	}
 	w := cmd.Root().Writer
 	if ok, err := writeData(w, format, list); ok {
@@ -1195,7 +1387,18 @@ func taskCatalog(ctx context.Context, cmd *cli.Command) error {
 	if bundle == nil {
 		fmt.Fprintf(cmd.Root().ErrWriter, "No task catalog applied to cluster %s yet (celeroot config apply -f catalog/).\n", e.keys.Cluster)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range list {
+		if len(c.Versions) > 1 {
+			fmt.Fprintf(w, "\n%s: the workers serve %d versions:\n", c.Name, len(c.Versions))
+			for _, v := range c.Versions {
+				fmt.Fprintf(w, "  %s (%s): %s\n", v.Version, v.Hash[:12], strings.Join(v.Workers, ", "))
+			}
+		}
+	}
+	return nil
 }
 
 func actionKind(a schema.Action) string {

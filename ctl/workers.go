@@ -19,7 +19,12 @@ import (
 func workersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "workers",
-		Usage: "look at the workers of the cluster",
+		Usage: "look at, add, remove, drain and scale the workers of the cluster",
+		Description: `Examples:
+  celeroot workers list -o wide
+  celeroot workers add --hostname webserver01 --role webserver --label tier=web
+  celeroot workers scale --role webserver --replicas 3
+  celeroot workers remove webserver01`,
 		Commands: []*cli.Command{
 			{
 				Name:  "list",
@@ -42,8 +47,11 @@ Examples:
 				Action: workersList,
 			},
 			{
-				Name:      "show",
-				Usage:     "show one worker",
+				Name:  "show",
+				Usage: "show one worker",
+				Description: `Examples:
+  celeroot workers show web1
+  celeroot workers show web1 -o json`,
 				ArgsUsage: "<hostname>",
 				Flags:     []cli.Flag{outputFlag()},
 				Action:    workersShow,
@@ -51,6 +59,10 @@ Examples:
 			{
 				Name:  "add",
 				Usage: "expect a worker: list it as expected and print how to start its agent",
+				Description: `The worker is listed as expected until its agent registers.
+
+Example:
+  celeroot workers add --hostname webserver01 --role webserver --label tier=web --label environment=production`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "hostname", Required: true, Usage: "the worker's name"},
 					&cli.StringFlag{Name: "role", Required: true, Usage: "its role"},
@@ -59,14 +71,24 @@ Examples:
 				Action: workersAdd,
 			},
 			{
-				Name:      "remove",
-				Usage:     "take a worker out: it drains and leaves, its queued tasks expire, and it is no longer listed",
+				Name:  "remove",
+				Usage: "take a worker out: it drains and leaves, its queued tasks expire, and it is no longer listed",
+				Description: `Example:
+  celeroot workers remove webserver01`,
 				ArgsUsage: "<hostname>",
 				Action:    workersRemove,
 			},
 			{
 				Name:  "scale",
 				Usage: "set the desired number of workers of a role (a new config revision)",
+				Description: `The print provider (the default) gives the agent command for each missing
+worker; the local provider starts or stops agents on this machine and waits
+for them (--wait), showing progress on stderr.
+
+Examples:
+  celeroot workers scale --role webserver --replicas 3
+  celeroot workers scale --role webserver --replicas 1 --provider local
+  celeroot workers scale --role webserver --group edge --replicas 2 --expect-revision 7`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "role", Required: true, Usage: "the role"},
 					&cli.IntFlag{Name: "replicas", Required: true, Usage: "desired workers"},
@@ -74,14 +96,17 @@ Examples:
 					&cli.IntFlag{Name: "expect-revision", Value: -1, Usage: "refuse unless the applied revision is this one"},
 					&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why, kept with the revision"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "show what would change, apply nothing"},
-					&cli.StringFlag{Name: "provider", Value: "print", Usage: "print, or local: start or stop agents on this machine to match"},
+					&cli.StringFlag{Name: "provider", Value: "print", Usage: "print (the join command for each missing worker), or local: start or stop agents on this machine to match"},
 					&cli.StringFlag{Name: "state-dir", Usage: "the local provider's pid and log files (default: $XDG_STATE_HOME/celeroot/<cluster>)"},
+					&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "with --provider local, how long to wait for started agents to become healthy and stopped ones to exit"},
 				},
 				Action: workersScale,
 			},
 			{
-				Name:      "drain",
-				Usage:     "tell a worker to stop taking tasks, finish running ones and leave (as SIGTERM does)",
+				Name:  "drain",
+				Usage: "tell a worker to stop taking tasks, finish running ones and leave (as SIGTERM does)",
+				Description: `Example:
+  celeroot workers drain web1 --reason "kernel upgrade"`,
 				ArgsUsage: "<hostname>",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why, for the record"}},
 				Action:    workersDrain,
@@ -111,6 +136,16 @@ func workersShow(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(tw, "State:\t%s\n", w.State(now))
 	fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(w.Labels))
 	fmt.Fprintf(tw, "Tasks:\t%s\n", strings.Join(w.Tasks, ", "))
+	if len(w.Plugins) > 0 {
+		ps := make([]string, len(w.Plugins))
+		for i, p := range w.Plugins {
+			ps[i] = p.Name + " " + p.Version
+		}
+		fmt.Fprintf(tw, "Plugins:\t%s\n", strings.Join(ps, ", "))
+	}
+	for _, p := range w.PluginProblems {
+		fmt.Fprintf(tw, "Plugin refused:\t%s: %s\n", p.File, p.Error)
+	}
 	fmt.Fprintf(tw, "Version:\t%s\n", orDash(w.Version))
 	fmt.Fprintf(tw, "PID:\t%d\n", w.PID)
 	fmt.Fprintf(tw, "Registered:\t%s (%s)\n", fmtTime(w.RegisteredAt), ago(now, w.RegisteredAt))
@@ -134,7 +169,7 @@ func workersDrain(ctx context.Context, cmd *cli.Command) error {
 	}
 	src := events.Source{Cluster: e.keys.Cluster, Actor: actor()}
 	req := src.New(events.WorkerDrain{Hostname: host, Reason: cmd.String("reason")})
-	if _, err := streams.NewLog(e.rdb, e.keys).Append(ctx, e.keys.WorkerControl(host), req, 1000); err != nil {
+	if _, err := streams.NewLog(e.rdb, e.keys).Append(ctx, e.keys.WorkerControl(host), req, streams.ControlMaxLen); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.Root().Writer, "asked %s to drain: it takes no new tasks, finishes running ones, then leaves\n", host)
@@ -281,7 +316,7 @@ func workersRemove(ctx context.Context, cmd *cli.Command) error {
 	log := streams.NewLog(e.rdb, e.keys)
 	out := cmd.Root().Writer
 	if st := w.State(time.Now()); st != projections.WorkerLeft && st != projections.WorkerExpected {
-		if _, err := log.Append(ctx, e.keys.WorkerControl(host), src.New(events.WorkerDrain{Hostname: host, Reason: "removed"}), 1000); err != nil {
+		if _, err := log.Append(ctx, e.keys.WorkerControl(host), src.New(events.WorkerDrain{Hostname: host, Reason: "removed"}), streams.ControlMaxLen); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "asked %s to drain and leave\n", host)
@@ -344,6 +379,11 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	case len(idx) > 1:
 		return usagef("several worker groups have role %s (%s): say which with --group", role, strings.Join(names, ", "))
 	}
+	// A bad --provider is refused before anything is applied.
+	p, err := newProvider(cmd, e)
+	if err != nil {
+		return err
+	}
 	b.Cluster.Spec.Workers[idx[0]].Replicas = replicas
 	if cmd.String("message") == "" {
 		_ = cmd.Set("message", fmt.Sprintf("scale %s (role %s) to %d", names[0], role, replicas))
@@ -351,13 +391,10 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	if err := apply(ctx, cmd, e, b.Set(), 0); err != nil {
 		return err
 	}
-	switch cmd.String("provider") {
-	case "local":
-		return convergeLocal(ctx, cmd, e)
-	case "print":
+	if cmd.Bool("dry-run") {
 		return nil
 	}
-	return usagef("--provider %q: use print or local", cmd.String("provider"))
+	return converge(ctx, cmd, e, b.Cluster, p, cmd.Duration("wait"))
 }
 
 // workerArg connects and reads the worker named by the command's one

@@ -86,6 +86,7 @@ var registry = map[string]func() Payload{
 	TypeSchedulePaused:   func() Payload { return &SchedulePaused{} },
 	TypeScheduleResumed:  func() Payload { return &ScheduleResumed{} },
 	TypeScheduleSkipped:  func() Payload { return &ScheduleSkipped{} },
+	TypeConfigAnnounced:  func() Payload { return &ConfigAnnounced{} },
 }
 
 // Types returns every known type name.
@@ -210,19 +211,42 @@ func Decode(values map[string]any) (Envelope, error) {
 		return e, &DecodeError{Field: FieldData, Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(data), MaxPayloadBytes)}
 	}
 	p := newPayload()
-	dec := json.NewDecoder(strings.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(p); err != nil {
-		return e, malformed(FieldData, "invalid JSON for %s: %v", e.Type, err)
-	}
-	if dec.More() {
-		return e, malformed(FieldData, "trailing data after the JSON payload")
+	if err := decodeJSON(e.Type, data, p); err != nil {
+		return e, err
 	}
 	if err := p.Validate(); err != nil {
 		return e, malformed(FieldData, "%s: %v", e.Type, err)
 	}
 	e.Payload = deref(p)
 	return e, nil
+}
+
+// numberTypes are the payloads with free-form values (parameters), whose
+// numbers are kept as json.Number so that integers survive exactly.
+var numberTypes = map[string]bool{TypeTaskSubmitted: true, TypeScheduleFired: true}
+
+// decodeJSON decodes one payload: with a Decoder keeping numbers exact for
+// numberTypes, with the faster Unmarshal for the rest.
+func decodeJSON(typ, data string, p Payload) error {
+	if !numberTypes[typ] {
+		if err := json.Unmarshal([]byte(data), p); err != nil {
+			var syn *json.SyntaxError
+			if errors.As(err, &syn) && strings.Contains(syn.Error(), "after top-level value") {
+				return malformed(FieldData, "trailing data after the JSON payload")
+			}
+			return malformed(FieldData, "invalid JSON for %s: %v", typ, err)
+		}
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(p); err != nil {
+		return malformed(FieldData, "invalid JSON for %s: %v", typ, err)
+	}
+	if dec.More() {
+		return malformed(FieldData, "trailing data after the JSON payload")
+	}
+	return nil
 }
 
 // lookup finds the constructor for a type name, telling an unknown type
@@ -298,6 +322,8 @@ func deref(p Payload) Payload {
 	case *ScheduleResumed:
 		return *v
 	case *ScheduleSkipped:
+		return *v
+	case *ConfigAnnounced:
 		return *v
 	}
 	return p

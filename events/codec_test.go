@@ -32,6 +32,11 @@ func samplePayloads() []Payload {
 	return []Payload{
 		WorkerRegistered{Hostname: "web1", Role: "webserver", Labels: map[string]string{"tier": "web"},
 			Version: "1.0.0", Tasks: []string{"command"}, PID: 42, HeartbeatMS: 2000},
+		WorkerRegistered{Hostname: "web2", Role: "webserver", Tasks: []string{"command", "disk-usage"}, HeartbeatMS: 2000,
+			Plugins: []Plugin{{Name: "disk-usage", Version: "1.2.0", Description: "Disk usage of a path.",
+				Params: json.RawMessage(`{"path":{"required":true,"schema":{"pattern":"^/","type":"string"}}}`), TimeoutMS: 30000,
+				Idempotent: true, Check: true, Hash: strings.Repeat("cd", 32)}},
+			PluginProblems: []PluginProblem{{File: "/etc/celeroot/plugins/broken", Error: "describe timed out after 5s"}}},
 		WorkerHeartbeat{Hostname: "web1", Seq: 7, Running: 2, HeartbeatMS: 2000, Draining: true, Revision: 4},
 		WorkerLeft{Hostname: "web1", Reason: "SIGTERM"},
 		TaskSubmitted{TaskID: "01J", JobID: "01K", Task: "command", Argv: []string{"uname", "-a"},
@@ -56,6 +61,7 @@ func samplePayloads() []Payload {
 		SchedulePaused{Schedule: "backup-configs"},
 		ScheduleResumed{Schedule: "backup-configs"},
 		ScheduleSkipped{Schedule: "backup-configs", SlotMS: 1700000000000, Reason: "previous run still running", JobID: "01K"},
+		ConfigAnnounced{Revision: 4},
 	}
 }
 
@@ -112,6 +118,12 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		want string
 	}{
 		{"missing hostname", WorkerHeartbeat{HeartbeatMS: 1}, "hostname is required"},
+		{"plugin without hash", WorkerRegistered{Hostname: "w", Role: "r", HeartbeatMS: 1,
+			Plugins: []Plugin{{Name: "p", Version: "1"}}}, "plugins[0]: hash must be 64 hex digits"},
+		{"plugin with bad name", WorkerRegistered{Hostname: "w", Role: "r", HeartbeatMS: 1,
+			Plugins: []Plugin{{Name: "a b", Version: "1", Hash: strings.Repeat("0", 64)}}}, `plugins[0]: name "a b"`},
+		{"plugin problem without error", WorkerRegistered{Hostname: "w", Role: "r", HeartbeatMS: 1,
+			PluginProblems: []PluginProblem{{File: "/x"}}}, "plugin_problems[0]: file and error are required"},
 		{"bad outcome", TaskFinished{TaskID: "x", Attempt: 1, Worker: "w", Outcome: "great"}, `outcome "great"`},
 		{"zero attempt", TaskStarted{TaskID: "x", Worker: "w"}, "attempt must be > 0"},
 		{"bad route", TaskSubmitted{TaskID: "x", Task: "t", Route: "bus", Target: "w"}, `route "bus"`},

@@ -1,9 +1,9 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -30,6 +30,7 @@ const (
 	TypeSchedulePaused   = "schedule.paused.v1"
 	TypeScheduleResumed  = "schedule.resumed.v1"
 	TypeScheduleSkipped  = "schedule.skipped.v1"
+	TypeConfigAnnounced  = "config.announced.v1"
 )
 
 // Outcome is how a task attempt ended.
@@ -67,11 +68,43 @@ type WorkerRegistered struct {
 	Role     string            `json:"role"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Version  string            `json:"version,omitempty"`
-	// Tasks are the task names this worker can run.
+	// Tasks are the task names this worker can run, its plugins included.
 	Tasks []string `json:"tasks,omitempty"`
 	PID   int      `json:"pid,omitempty"`
 	// HeartbeatMS is the heartbeat interval the worker promises to keep.
 	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// Plugins are the task plugins this worker serves, as they described
+	// themselves; each is also in Tasks.
+	Plugins []Plugin `json:"plugins,omitempty"`
+	// PluginProblems are the executables of the plugin directory that the
+	// worker refused, and why.
+	PluginProblems []PluginProblem `json:"plugin_problems,omitempty"`
+}
+
+// Plugin is a task plugin as a worker advertises it.
+type Plugin struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Description string `json:"description,omitempty"`
+	// Params are the parameter declarations, as JSON in the shape of a
+	// catalog task's spec.params.
+	Params    json.RawMessage `json:"params,omitempty"`
+	TimeoutMS int64           `json:"timeout_ms,omitempty"`
+	// Idempotent and Check are as in a catalog task: running it twice has
+	// the effect of once; it has a check (dry-run) form.
+	Idempotent bool `json:"idempotent,omitempty"`
+	Check      bool `json:"check,omitempty"`
+	// Hash is the SHA-256 of the plugin's description in canonical JSON,
+	// hex: workers with the same plugin advertise the same hash.
+	Hash string `json:"hash"`
+}
+
+// PluginProblem is a file of the plugin directory that is not served.
+type PluginProblem struct {
+	// File is the executable's path.
+	File string `json:"file"`
+	// Error says why it is not served, and how to fix it.
+	Error string `json:"error"`
 }
 
 // EventType implements Payload.
@@ -79,11 +112,33 @@ func (WorkerRegistered) EventType() string { return TypeWorkerRegistered }
 
 // Validate implements Payload.
 func (p WorkerRegistered) Validate() error {
-	return joinErrs(
+	errs := []error{
 		name("hostname", p.Hostname),
 		name("role", p.Role),
 		positive("heartbeat_ms", p.HeartbeatMS),
-	)
+	}
+	for i, pl := range p.Plugins {
+		if err := pl.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("plugins[%d]: %w", i, err))
+		}
+	}
+	for i, pp := range p.PluginProblems {
+		if pp.File == "" || pp.Error == "" {
+			errs = append(errs, fmt.Errorf("plugin_problems[%d]: file and error are required", i))
+		}
+	}
+	return joinErrs(errs...)
+}
+
+func (p Plugin) validate() error {
+	var hashErr, paramsErr error
+	if len(p.Hash) != 64 {
+		hashErr = fmt.Errorf("hash must be 64 hex digits, got %d characters", len(p.Hash))
+	}
+	if len(p.Params) > 0 && !json.Valid(p.Params) {
+		paramsErr = errors.New("params is not valid JSON")
+	}
+	return joinErrs(name("name", p.Name), required("version", p.Version), nonNegative("timeout_ms", p.TimeoutMS), hashErr, paramsErr)
 }
 
 // WorkerHeartbeat is appended by an agent every heartbeat interval.
@@ -250,18 +305,36 @@ func (p TaskFinished) Validate() error {
 		name("worker", p.Worker), outErr, nonNegative("duration_ms", p.DurationMS))
 }
 
-// nameRE is what hostnames, roles and task ids may look like. They become
-// parts of Redis key names, so braces, colons and spaces are refused.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
-
 // ValidateName reports whether name can be a hostname, role or task id:
 // letters, digits, '.', '_' and '-', at most 253, starting and ending with
-// a letter or digit. kind names it in the error ("hostname").
+// a letter or digit. They become parts of Redis key names, so braces,
+// colons and spaces are refused. kind names it in the error ("hostname").
+//
+// It is called for every name of every event encoded or decoded, so it is
+// a plain loop rather than a regular expression.
 func ValidateName(kind, name string) error {
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		return fmt.Errorf("%s %q: use letters, digits, '.', '_' and '-' (at most 253), starting and ending with a letter or digit", kind, trunc(name))
 	}
 	return nil
+}
+
+// validName is ^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$.
+func validName(s string) bool {
+	n := len(s)
+	if n == 0 || n > 253 || !alnum(s[0]) || !alnum(s[n-1]) {
+		return false
+	}
+	for i := 1; i < n-1; i++ {
+		if c := s[i]; !alnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // name is ValidateName for a required payload field.
@@ -399,6 +472,19 @@ func (TaskRedriven) EventType() string { return TypeTaskRedriven }
 func (p TaskRedriven) Validate() error {
 	return joinErrs(name("task_id", p.TaskID), name("new_task_id", p.NewTaskID))
 }
+
+// ConfigAnnounced tells a worker, through its control stream, that config
+// revision Revision was applied, so it loads it at once instead of noticing
+// it with its next heartbeat.
+type ConfigAnnounced struct {
+	Revision int64 `json:"revision"`
+}
+
+// EventType implements Payload.
+func (ConfigAnnounced) EventType() string { return TypeConfigAnnounced }
+
+// Validate implements Payload.
+func (p ConfigAnnounced) Validate() error { return positive("revision", p.Revision) }
 
 // WorkerDrain asks a worker, through its control stream, to drain and stop:
 // take no new tasks, let running ones finish, leave.

@@ -336,7 +336,8 @@ func (j *Janitor) removeTasks(ctx context.Context, k streams.Keys, tasks []Task)
 	}
 	_, err := j.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, t := range tasks {
-			pipe.Unlink(ctx, k.TaskProjection(t.ID), k.TaskLog(t.ID)) // one slot: {t:<id>}
+			pipe.Unlink(ctx, k.TaskProjection(t.ID)) // in its shard's slot, beside its fence
+			pipe.Unlink(ctx, k.TaskLog(t.ID))
 			pipe.ZRem(ctx, k.TaskIndex(), t.ID)
 			if t.JobID != "" {
 				pipe.HDel(ctx, k.JobProjection(t.JobID), JobTaskFields(t.ID)...)

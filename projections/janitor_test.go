@@ -95,7 +95,7 @@ func (fx *fixture) register(host string) {
 	ctx := context.Background()
 	_, err := fx.log.Record(ctx, host, fx.src.New(events.WorkerRegistered{Hostname: host, Role: "webserver", HeartbeatMS: 1000}))
 	fx.check(err)
-	_, err = fx.log.Heartbeat(ctx, fx.src.New(events.WorkerHeartbeat{Hostname: host, Seq: 1, HeartbeatMS: 1000}), true)
+	_, _, err = fx.log.Heartbeat(ctx, host, fx.src.New(events.WorkerHeartbeat{Hostname: host, Seq: 1, HeartbeatMS: 1000}), true)
 	fx.check(err)
 }
 

@@ -2,9 +2,11 @@ package projections_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -243,6 +245,78 @@ func TestGuardsDoNotShareFields(t *testing.T) {
 				}
 				owner[p.Ref][f] = p.Guard
 			}
+		}
+	}
+}
+
+// A batch larger than one script call takes (a job of 300 tasks, many
+// records, repeated guards) gives the fold too.
+func TestStoreMatchesFoldLargeBatch(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, _ := streams.NewKeys(streamstest.ClusterName(t), 0)
+			store := projections.NewStore(srv.Client(t), keys)
+			src := events.Source{Cluster: "c"}
+			var msgs []streams.Message
+			add := func(p events.Payload) {
+				msgs = append(msgs, streams.Message{ID: fmt.Sprintf("1700000000000-%d", len(msgs)), Envelope: src.New(p)})
+			}
+			for i := range 300 {
+				id := fmt.Sprintf("t%03d", i)
+				add(events.TaskSubmitted{TaskID: id, JobID: "big", Task: "command", Route: events.RouteWorker, Target: fmt.Sprintf("w%d", i%7)})
+				add(events.TaskStarted{TaskID: id, Attempt: 1, Worker: fmt.Sprintf("w%d", i%7)})
+				add(events.WorkerHeartbeat{Hostname: fmt.Sprintf("w%d", i%7), Seq: int64(i), HeartbeatMS: 1000})
+				add(events.TaskFinished{TaskID: id, Attempt: 1, Worker: fmt.Sprintf("w%d", i%7), Outcome: events.Succeeded})
+			}
+			shuffled := append([]streams.Message(nil), msgs...)
+			rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			if err := store.Apply(ctx, shuffled); err != nil {
+				t.Fatal(err)
+			}
+			want := fold(msgs)
+			for ref, rec := range want {
+				got, err := store.Record(ctx, ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(rec, got); diff != "" {
+					t.Fatalf("%v: store differs from fold (-fold +store):\n%s", ref, diff)
+				}
+			}
+			job, err := store.Job(ctx, "big")
+			if err != nil || len(job.Tasks) != 300 || job.Counts(time.Now())["succeeded"] != 300 {
+				t.Errorf("job = %d tasks, counts %v, %v; want 300 succeeded", len(job.Tasks), job.Counts(time.Now()), err)
+			}
+		})
+	}
+}
+
+// A worker's plugins are those of its newest registration: a registration
+// without plugins (the plugin was removed) clears them, whatever the order
+// the events are applied in.
+func TestWorkerPlugins(t *testing.T) {
+	plugin := events.Plugin{Name: "disk-usage", Version: "1.0.0", Params: json.RawMessage(`{"path":{"schema":{"type":"string"}}}`),
+		TimeoutMS: 30000, Check: true, Hash: strings.Repeat("ab", 32)}
+	problem := events.PluginProblem{File: "/etc/celeroot/plugins/broken", Error: "not executable"}
+	src := events.Source{Cluster: "c"}
+	first := streams.Message{ID: "1700000000000-0", Envelope: src.New(events.WorkerRegistered{Hostname: "web1", Role: "webserver",
+		Tasks: []string{"command", "disk-usage"}, HeartbeatMS: 1000, Plugins: []events.Plugin{plugin}, PluginProblems: []events.PluginProblem{problem}})}
+	second := streams.Message{ID: "1700000000001-0", Envelope: src.New(events.WorkerRegistered{Hostname: "web1", Role: "webserver",
+		Tasks: []string{"command"}, HeartbeatMS: 1000})}
+	ref := projections.Ref{Kind: projections.KindWorker, ID: "web1"}
+
+	w := projections.WorkerFromRecord("web1", fold([]streams.Message{first})[ref])
+	if diff := cmp.Diff([]events.Plugin{plugin}, w.Plugins); diff != "" {
+		t.Errorf("plugins after the first registration (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]events.PluginProblem{problem}, w.PluginProblems); diff != "" {
+		t.Errorf("plugin problems after the first registration (-want +got):\n%s", diff)
+	}
+	for _, order := range [][]streams.Message{{first, second}, {second, first}} {
+		w := projections.WorkerFromRecord("web1", fold(order)[ref])
+		if len(w.Plugins) != 0 || len(w.PluginProblems) != 0 || !cmp.Equal(w.Tasks, []string{"command"}) {
+			t.Errorf("after a registration without plugins: plugins %v, problems %v, tasks %v", w.Plugins, w.PluginProblems, w.Tasks)
 		}
 	}
 }

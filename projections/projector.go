@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -22,11 +21,21 @@ type ProjectorOptions struct {
 	// ReclaimIdle is how long an entry may stay unacknowledged by another
 	// projector before this one takes it over. Default 30s.
 	ReclaimIdle time.Duration
-	Logger      *slog.Logger
+	// Linger is how long the projector waits after applying a small batch
+	// before it reads again, so that events arriving one by one are applied
+	// a few at a time: it bounds the extra projection lag and saves three
+	// round trips per event at low rates. Default 2ms; negative for none.
+	Linger time.Duration
+	Logger *slog.Logger
 }
 
-// DefaultReclaimIdle is the default ProjectorOptions.ReclaimIdle.
-const DefaultReclaimIdle = 30 * time.Second
+// Defaults of ProjectorOptions.
+const (
+	DefaultReclaimIdle = 30 * time.Second
+	DefaultLinger      = 2 * time.Millisecond
+	// lingerBelow is the batch size under which the projector lingers.
+	lingerBelow = 64
+)
 
 // Projector consumes the event store and heartbeat shards through the
 // group of the served projection namespace and keeps that namespace up to
@@ -52,6 +61,9 @@ func NewProjector(rdb redis.UniversalClient, keys streams.Keys, opts ProjectorOp
 	}
 	if opts.ReclaimIdle <= 0 {
 		opts.ReclaimIdle = DefaultReclaimIdle
+	}
+	if opts.Linger == 0 {
+		opts.Linger = DefaultLinger
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -173,6 +185,9 @@ func (p *Projector) consume(ctx context.Context, shards []string) {
 			continue
 		}
 		backoff.Reset()
+		if n := len(msgs); n > 0 && n < lingerBelow && p.opts.Linger > 0 {
+			streams.Sleep(ctx, p.opts.Linger)
+		}
 	}
 }
 
@@ -182,9 +197,5 @@ func ackAll(ctx context.Context, r *streams.Reader, msgs []streams.Message) erro
 	for _, m := range msgs {
 		byStream[m.Stream] = append(byStream[m.Stream], m.ID)
 	}
-	var errs []error
-	for s, ids := range byStream {
-		errs = append(errs, r.Ack(ctx, s, ids...))
-	}
-	return errors.Join(errs...)
+	return r.AckAll(ctx, byStream)
 }

@@ -128,7 +128,7 @@ func TestRebuildSwitchesNamespaces(t *testing.T) {
 		// Archive everything and trim it from Redis (approximate trimming
 		// removes whole stream nodes of 100 entries: make some).
 		for i := range 250 {
-			_, err := fx.log.Heartbeat(ctx, fx.src.New(events.WorkerHeartbeat{Hostname: "web1", Seq: int64(i + 2), HeartbeatMS: 1000}), true)
+			_, _, err := fx.log.Heartbeat(ctx, "web1", fx.src.New(events.WorkerHeartbeat{Hostname: "web1", Seq: int64(i + 2), HeartbeatMS: 1000}), true)
 			fx.check(err)
 		}
 		fx.check(waitHeartbeat(ctx, fx, "web1", 251))

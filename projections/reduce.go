@@ -48,13 +48,15 @@ func Reduce(e events.Envelope, order string) []Patch {
 	switch p := e.Payload.(type) {
 	case events.WorkerRegistered:
 		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "reg", Order: order, Fields: map[string]string{
-			"role":          p.Role,
-			"labels":        jsonString(p.Labels),
-			"version":       p.Version,
-			"tasks":         jsonString(p.Tasks),
-			"pid":           strconv.Itoa(p.PID),
-			"heartbeat_ms":  strconv.FormatInt(p.HeartbeatMS, 10),
-			"registered_at": at,
+			"role":            p.Role,
+			"labels":          jsonString(p.Labels),
+			"version":         p.Version,
+			"tasks":           jsonString(p.Tasks),
+			"plugins":         jsonString(p.Plugins),
+			"plugin_problems": jsonString(p.PluginProblems),
+			"pid":             strconv.Itoa(p.PID),
+			"heartbeat_ms":    strconv.FormatInt(p.HeartbeatMS, 10),
+			"registered_at":   at,
 		}}}
 	case events.WorkerHeartbeat:
 		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "hb", Order: order, Fields: map[string]string{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,42 +17,58 @@ import (
 // ErrNotFound is returned for a worker or task with no projection.
 var ErrNotFound = errors.New("projections: not found")
 
-// applyScript applies the patches of one record: each guard's fields are
-// written only if the patch's order (a stream entry ID) is newer than the
-// guard's current order, compared as numbers (as strings, "9-0" would sort
-// after "10-0"). ARGV[1] is the number of guards, then per guard: name,
-// number of fields, order, field, value, ...
+// applyScript applies patches to the records KEYS, all in one slot: each
+// guard's fields are written only if the patch's order (a stream entry ID)
+// is newer than the guard's current order, compared as numbers (as
+// strings, "9-0" would sort after "10-0"). Per record, ARGV holds the
+// number of guards, then per guard: its name, its order, its number of
+// fields, and the field/value pairs. A record costs one HMGET and at most
+// one HSET. Each guard appears at most once per record (the caller keeps
+// the newest patch of a guard).
 var applyScript = redis.NewScript(`
-local function parse(id)
-  local a, b = string.match(id, "^(%d+)-(%d+)$")
-  return tonumber(a), tonumber(b)
+local function newer(a, b)
+  if not b then return true end
+  local bm, bs = string.match(b, "^(%d+)-(%d+)$")
+  if not bm then return true end
+  local am, as = string.match(a, "^(%d+)-(%d+)$")
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
 end
-local i, applied = 2, 0
-for g = 1, tonumber(ARGV[1]) do
-  local guard, n = ARGV[i], tonumber(ARGV[i+1])
-  local order = ARGV[i+2]
-  i = i + 3
-  local vf = '` + VersionPrefix + `' .. guard
-  local last = redis.call('HGET', KEYS[1], vf)
-  local newer = true
-  if last then
-    local lm, ls = parse(last)
-    local nm, ns = parse(order)
-    newer = nm > lm or (nm == lm and ns > ls)
+local i, applied = 1, 0
+for k = 1, #KEYS do
+  local g = tonumber(ARGV[i])
+  i = i + 1
+  local names, at = {}, {}
+  for x = 1, g do
+    names[x] = '` + VersionPrefix + `' .. ARGV[i]
+    at[x] = i
+    i = i + 3 + 2 * tonumber(ARGV[i + 2])
   end
-  if newer then
-    local args = {vf, order}
-    for j = 0, n - 1 do
-      args[#args+1] = ARGV[i + 2*j]
-      args[#args+1] = ARGV[i + 2*j + 1]
+  local cur = redis.call('HMGET', KEYS[k], unpack(names))
+  local set = {}
+  for x = 1, g do
+    local p = at[x]
+    if newer(ARGV[p + 1], cur[x]) then
+      set[#set + 1] = names[x]
+      set[#set + 1] = ARGV[p + 1]
+      for y = p + 3, p + 2 + 2 * tonumber(ARGV[p + 2]) do
+        set[#set + 1] = ARGV[y]
+      end
+      applied = applied + 1
     end
-    redis.call('HSET', KEYS[1], unpack(args))
-    applied = applied + 1
   end
-  i = i + 2*n
+  if #set > 0 then redis.call('HSET', KEYS[k], unpack(set)) end
 end
 return applied
 `)
+
+// maxRecordsPerCall bounds the records one applyScript call updates, and
+// maxGuardsPerRecord the guards of one record in it (a Lua call unpacks at
+// most about 8000 values).
+const (
+	maxRecordsPerCall  = 128
+	maxGuardsPerRecord = 128
+)
 
 // Store keeps projections in Redis hashes and answers queries on them.
 //
@@ -119,14 +136,17 @@ func recordKey(k streams.Keys, ref Ref) string {
 	return k.TaskProjection(ref.ID)
 }
 
-// Apply reduces msgs and applies the patches, in one pipeline. It is
-// idempotent: applying the same messages again changes nothing.
+// Apply reduces msgs and applies the patches, in one pipeline: one script
+// call per slot for the records that share it (at most maxRecordsPerCall
+// each), plus the index updates. It is idempotent: applying the same
+// messages again changes nothing.
 func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 	type rec struct {
-		ref     Ref
-		patches []Patch
+		key    string
+		guards map[string]Patch
+		order  []string
 	}
-	var order []Ref
+	var refs []Ref
 	byRef := map[Ref]*rec{}
 	var workers []any
 	var tasks []redis.Z
@@ -134,39 +154,67 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 		for _, p := range Reduce(m.Envelope, m.ID) {
 			r := byRef[p.Ref]
 			if r == nil {
-				r = &rec{ref: p.Ref}
+				r = &rec{key: s.recordKey(p.Ref), guards: map[string]Patch{}}
 				byRef[p.Ref] = r
-				order = append(order, p.Ref)
+				refs = append(refs, p.Ref)
 				if p.Ref.Kind == KindWorker {
 					workers = append(workers, p.Ref.ID)
 				}
 			}
-			r.patches = append(r.patches, p)
+			// Of two patches of one guard, only the newer can apply.
+			if prev, ok := r.guards[p.Guard]; !ok {
+				r.order = append(r.order, p.Guard)
+				r.guards[p.Guard] = p
+			} else if Newer(p.Order, prev.Order) {
+				r.guards[p.Guard] = p
+			}
 			if p.Ref.Kind == KindTask && p.Guard == "sub" {
 				tasks = append(tasks, redis.Z{Score: float64(m.Envelope.Time.UnixMilli()), Member: p.Ref.ID})
 			}
 		}
 	}
-	if len(order) == 0 {
+	if len(refs) == 0 {
 		return nil
+	}
+	// Records of one slot go in one call.
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []*call
+	bySlot := map[string]*call{}
+	for _, ref := range refs {
+		r := byRef[ref]
+		tag := streams.HashTag(r.key)
+		c := bySlot[tag]
+		if c == nil || len(c.keys) == maxRecordsPerCall {
+			c = &call{}
+			bySlot[tag] = c
+			calls = append(calls, c)
+		}
+		// A record with many guards (a large job) is sent in parts, so no
+		// part exceeds what one Lua call can unpack.
+		for part := range slices.Chunk(r.order, maxGuardsPerRecord) {
+			if len(c.keys) == maxRecordsPerCall {
+				c = &call{}
+				bySlot[tag] = c
+				calls = append(calls, c)
+			}
+			c.keys = append(c.keys, r.key)
+			c.args = append(c.args, len(part))
+			for _, g := range part {
+				p := r.guards[g]
+				c.args = append(c.args, g, p.Order, len(p.Fields))
+				for k, v := range p.Fields {
+					c.args = append(c.args, k, v)
+				}
+			}
+		}
 	}
 	run := func() error {
 		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, ref := range order {
-				r := byRef[ref]
-				args := []any{len(r.patches)}
-				for _, p := range r.patches {
-					keys := make([]string, 0, len(p.Fields))
-					for k := range p.Fields {
-						keys = append(keys, k)
-					}
-					sort.Strings(keys)
-					args = append(args, p.Guard, len(keys), p.Order)
-					for _, k := range keys {
-						args = append(args, k, p.Fields[k])
-					}
-				}
-				applyScript.EvalSha(ctx, pipe, []string{s.recordKey(ref)}, args...)
+			for _, c := range calls {
+				applyScript.EvalSha(ctx, pipe, c.keys, c.args...)
 			}
 			if len(workers) > 0 {
 				pipe.SAdd(ctx, s.keys.WorkerIndex(), workers...)
@@ -272,6 +320,16 @@ func (s *Store) Tasks(ctx context.Context, offset, n int64) ([]Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read task index: %w", err)
 	}
+	return s.TasksByID(ctx, ids)
+}
+
+// TasksByID returns the tasks of ids that have a projection, in the order
+// of ids, in one round trip.
+func (s *Store) TasksByID(ctx context.Context, ids []string) ([]Task, error) {
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, id := range ids {
@@ -332,4 +390,38 @@ func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 		job.Tasks = append(job.Tasks, TaskFromRecord(t, cmds[i].Val()))
 	}
 	return job, nil
+}
+
+// CountEnded returns how many of the tasks ids have ended (an outcome,
+// dead-lettered, expired or cancelled), reading only the fields that say
+// so, in pipelines of a thousand.
+func (s *Store) CountEnded(ctx context.Context, ids []string) (int, error) {
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 1000)]
+		ids = ids[len(chunk):]
+		cmds := make([]*redis.SliceCmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, id := range chunk {
+				cmds[i] = pipe.HMGet(ctx, k.TaskProjection(id), "outcome", "dead_at", "ended_at")
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("read tasks: %w", err)
+		}
+		for _, c := range cmds {
+			for _, v := range c.Val() {
+				if s, ok := v.(string); ok && s != "" {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n, nil
 }

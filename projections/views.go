@@ -26,17 +26,21 @@ const MissedHeartbeats = 3
 
 // Worker is the projection of one worker.
 type Worker struct {
-	Hostname          string            `json:"hostname"`
-	Role              string            `json:"role"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Version           string            `json:"version,omitempty"`
-	Tasks             []string          `json:"tasks,omitempty"`
-	PID               int               `json:"pid,omitempty"`
-	HeartbeatInterval time.Duration     `json:"-"`
-	RegisteredAt      time.Time         `json:"registered_at"`
-	LastHeartbeat     time.Time         `json:"last_heartbeat"`
-	Running           int               `json:"running"`
-	Draining          bool              `json:"draining,omitempty"`
+	Hostname string            `json:"hostname"`
+	Role     string            `json:"role"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Tasks    []string          `json:"tasks,omitempty"`
+	// Plugins are the task plugins the worker serves (each also in Tasks),
+	// and PluginProblems the plugin files it refused.
+	Plugins           []events.Plugin        `json:"plugins,omitempty"`
+	PluginProblems    []events.PluginProblem `json:"plugin_problems,omitempty"`
+	PID               int                    `json:"pid,omitempty"`
+	HeartbeatInterval time.Duration          `json:"-"`
+	RegisteredAt      time.Time              `json:"registered_at"`
+	LastHeartbeat     time.Time              `json:"last_heartbeat"`
+	Running           int                    `json:"running"`
+	Draining          bool                   `json:"draining,omitempty"`
 	// Revision is the config revision the worker last reported running.
 	Revision int64 `json:"revision"`
 	// LeftAt is set when the worker's last lifecycle event was leaving.
@@ -87,6 +91,8 @@ func WorkerFromRecord(host string, r Record) Worker {
 	}
 	_ = json.Unmarshal([]byte(r["labels"]), &w.Labels)
 	_ = json.Unmarshal([]byte(r["tasks"]), &w.Tasks)
+	_ = json.Unmarshal([]byte(r["plugins"]), &w.Plugins)
+	_ = json.Unmarshal([]byte(r["plugin_problems"]), &w.PluginProblems)
 	w.PID, _ = strconv.Atoi(r["pid"])
 	w.RegisteredAt = parseTime(r["registered_at"])
 	w.LastHeartbeat = parseTime(r["last_heartbeat"])

@@ -100,15 +100,18 @@ func (c *Cluster) GroupsOf(role string, labels map[string]string) []WorkerGroup 
 }
 
 // JSONSchema returns the JSON Schema of a document kind (KindCluster or
-// KindTask), for editors and other tools.
+// KindTask), or of a plugin's description (KindPlugin), for editors and
+// other tools.
 func JSONSchema(kind string) ([]byte, error) {
 	switch kind {
 	case KindCluster:
 		return schemaFiles.ReadFile("cluster.schema.json")
 	case KindTask:
 		return schemaFiles.ReadFile("task.schema.json")
+	case KindPlugin:
+		return schemaFiles.ReadFile("plugin.schema.json")
 	}
-	return nil, fmt.Errorf("schema: no kind %q; the kinds are %s and %s", kind, KindCluster, KindTask)
+	return nil, fmt.Errorf("schema: no kind %q; the kinds are %s, %s and %s (a plugin's description)", kind, KindCluster, KindTask, KindPlugin)
 }
 
 // TasksFor returns the catalog tasks a worker with this role and labels

@@ -34,20 +34,26 @@ func Canonical(doc Document) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("schema: canonical form of %T", doc)
 	}
-	b, err := json.Marshal(cp)
+	return canonicalJSON(cp)
+}
+
+// canonicalJSON encodes v with object keys sorted, no insignificant white
+// space and no HTML escaping.
+func canonicalJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	// Marshal sorts map keys but writes struct fields in declaration
 	// order; decoding into plain values and encoding again sorts both.
-	v, err := decodeJSON(b)
+	plain, err := decodeJSON(b)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := enc.Encode(plain); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil

@@ -269,9 +269,27 @@ func roleHint(role string, roles []string, what string) string {
 func (c *checker) task(t *Task) {
 	d := c.raw(t)
 	spec := &t.Spec
-	for _, name := range sortedKeys(spec.Params) {
-		p := spec.Params[name]
-		ptr := pointerJoin("/spec/params", name)
+	c.params(d, "/spec/params", spec.Params)
+	c.action(d, "/spec/action", &spec.Action, spec.Params)
+	if spec.Check != nil {
+		c.action(d, "/spec/check", spec.Check, spec.Params)
+	}
+	c.duration(d, "/spec/timeout", true)
+	c.duration(d, "/spec/retry/backoff", false)
+	c.duration(d, "/spec/retry/maxBackoff", false)
+	if r := spec.Retry; r.Backoff.Duration > r.MaxBackoff.Duration {
+		c.add(d, "/spec/retry/backoff", false, "lower backoff or raise maxBackoff",
+			"backoff %v is longer than maxBackoff %v", r.Backoff.Duration, r.MaxBackoff.Duration)
+	}
+}
+
+// params checks parameter declarations at at (a task's /spec/params, a
+// plugin's /params): each schema compiles, a default matches it, and a
+// required parameter has no default.
+func (c *checker) params(d *rawDoc, at string, params Params) {
+	for _, name := range sortedKeys(params) {
+		p := params[name]
+		ptr := pointerJoin(at, name)
 		if p.Schema == nil {
 			continue // required by the schema
 		}
@@ -294,17 +312,6 @@ func (c *checker) task(t *Task) {
 				}
 			}
 		}
-	}
-	c.action(d, "/spec/action", &spec.Action, spec.Params)
-	if spec.Check != nil {
-		c.action(d, "/spec/check", spec.Check, spec.Params)
-	}
-	c.duration(d, "/spec/timeout", true)
-	c.duration(d, "/spec/retry/backoff", false)
-	c.duration(d, "/spec/retry/maxBackoff", false)
-	if r := spec.Retry; r.Backoff.Duration > r.MaxBackoff.Duration {
-		c.add(d, "/spec/retry/backoff", false, "lower backoff or raise maxBackoff",
-			"backoff %v is longer than maxBackoff %v", r.Backoff.Duration, r.MaxBackoff.Duration)
 	}
 }
 

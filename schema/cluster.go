@@ -14,6 +14,9 @@ const APIVersion = "celeroot.io/v1"
 const (
 	KindCluster = "Cluster"
 	KindTask    = "Task"
+	// KindPlugin names the JSON Schema of a task plugin's description
+	// (see Plugin); it is not a document kind of a configuration.
+	KindPlugin = "Plugin"
 )
 
 // AllQueue is the queue any worker serves, whatever its role.

@@ -126,3 +126,28 @@ func FuzzCron(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePlugin checks that no answer to "describe" makes ParsePlugin
+// panic, that it returns a description or errors (never both, never
+// neither), and that every error names its source.
+func FuzzParsePlugin(f *testing.F) {
+	f.Add([]byte(goodPlugin))
+	f.Add([]byte(`{"protocol": 1, "name": "x", "version": "1", "params": {"a": {"schema": {"$ref": "#/a"}}}}`))
+	f.Add([]byte(`{"protocol": 1, "name": "x", "version": "1", "params": {"a": {"schema": {"pattern": "("}}}}`))
+	f.Add([]byte(`{"protocol": 1} {"protocol": 1}`))
+	v := newValidator(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, errs := v.ParsePlugin("describe", data)
+		if (p == nil) == (len(errs) == 0) {
+			t.Fatalf("ParsePlugin = %v, %d errors: want exactly one of them", p, len(errs))
+		}
+		for _, e := range errs {
+			if e.File != "describe" || e.Msg == "" {
+				t.Errorf("error without its source or message: %#v", e)
+			}
+		}
+		if p != nil && p.Hash() == "" {
+			t.Errorf("a description without a hash: %+v", p)
+		}
+	})
+}

@@ -35,7 +35,8 @@ func TestSchemaUpToDate(t *testing.T) {
 			t.Errorf("schema/ out of date; run make schema (schema/%s differs from %s)", name, fresh)
 		}
 	}
-	if gen.ClusterID != schema.ClusterSchemaID || gen.TaskID != schema.TaskSchemaID {
-		t.Errorf("generator ids %s, %s differ from the package's %s, %s", gen.ClusterID, gen.TaskID, schema.ClusterSchemaID, schema.TaskSchemaID)
+	if gen.ClusterID != schema.ClusterSchemaID || gen.TaskID != schema.TaskSchemaID || gen.PluginID != schema.PluginSchemaID {
+		t.Errorf("generator ids %s, %s, %s differ from the package's %s, %s, %s", gen.ClusterID, gen.TaskID, gen.PluginID,
+			schema.ClusterSchemaID, schema.TaskSchemaID, schema.PluginSchemaID)
 	}
 }

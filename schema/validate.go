@@ -15,21 +15,22 @@ import (
 // The JSON Schema of each kind, generated from the Go types by
 // internal/gen ("make schema") and checked in.
 //
-//go:embed cluster.schema.json task.schema.json
+//go:embed cluster.schema.json task.schema.json plugin.schema.json
 var schemaFiles embed.FS
 
 // IDs of the embedded schemas; the files' $id.
 const (
 	ClusterSchemaID = "https://celeroot.io/schemas/v1/cluster.json"
 	TaskSchemaID    = "https://celeroot.io/schemas/v1/task.json"
+	PluginSchemaID  = "https://celeroot.io/schemas/v1/plugin.json"
 )
 
 // Validator checks documents against their JSON Schema and against the
 // rules a schema cannot express (see Validate). It is safe for concurrent
 // use; build one with NewValidator and keep it.
 type Validator struct {
-	cluster, task *jsonschema.Schema
-	docs          map[string]any // the schema documents by $id, to explain errors
+	cluster, task, plugin *jsonschema.Schema
+	docs                  map[string]any // the schema documents by $id, to explain errors
 }
 
 // NewValidator compiles the embedded schemas. It fails only if they are
@@ -43,6 +44,7 @@ func NewValidator() (*Validator, error) {
 	}{
 		{"cluster.schema.json", ClusterSchemaID, &v.cluster},
 		{"task.schema.json", TaskSchemaID, &v.task},
+		{"plugin.schema.json", PluginSchemaID, &v.plugin},
 	} {
 		b, err := schemaFiles.ReadFile(f.name)
 		if err != nil {

@@ -263,7 +263,7 @@ func Connect(ctx context.Context, cfg *ConnConfig, poolSize int, timeout time.Du
 	defer cancel()
 	if cfg.Mode == ModeAuto {
 		probe := redis.NewClient(o.Simple())
-		info, err := ping(ctx, probe, cfg.Display)
+		info, err := ping(ctx, probe, cfg)
 		probe.Close()
 		if err != nil {
 			return nil, err
@@ -271,7 +271,7 @@ func Connect(ctx context.Context, cfg *ConnConfig, poolSize int, timeout time.Du
 		o.IsClusterMode = strings.Contains(info, "cluster_enabled:1")
 	}
 	rdb := redis.NewUniversalClient(&o)
-	if _, err := ping(ctx, rdb, cfg.Display); err != nil {
+	if _, err := ping(ctx, rdb, cfg); err != nil {
 		rdb.Close()
 		return nil, err
 	}
@@ -279,7 +279,8 @@ func Connect(ctx context.Context, cfg *ConnConfig, poolSize int, timeout time.Du
 }
 
 // ping runs INFO cluster with a deadline the client cannot ignore.
-func ping(ctx context.Context, rdb redis.UniversalClient, display string) (string, error) {
+func ping(ctx context.Context, rdb redis.UniversalClient, cfg *ConnConfig) (string, error) {
+	display := cfg.Display
 	type result struct {
 		info string
 		err  error
@@ -287,8 +288,12 @@ func ping(ctx context.Context, rdb redis.UniversalClient, display string) (strin
 	ch := make(chan result, 1)
 	go func() {
 		info, err := rdb.Info(ctx, "cluster").Result()
+		if cfg.Mode == ModeSentinel && errors.Is(err, redis.Nil) {
+			// The sentinels answered, but none of them monitors that name.
+			err = fmt.Errorf("no sentinel there monitors a master named %q (the name in the URL path; SENTINEL MASTERS on a sentinel lists them)", cfg.Options.MasterName)
+		}
 		var rerr redis.Error
-		if errors.As(err, &rerr) && !isAuthError(err) {
+		if errors.As(err, &rerr) && !isAuthError(err) && !errors.Is(err, redis.Nil) {
 			// The server answered but has no cluster section (an embedded
 			// Redis-compatible server): it is reachable and not a cluster.
 			info, err = "", nil
@@ -297,6 +302,11 @@ func ping(ctx context.Context, rdb redis.UniversalClient, display string) (strin
 	}()
 	select {
 	case r := <-ch:
+		if r.err != nil && cfg.Mode == ModeSentinel && isAuthError(r.err) && strings.Contains(r.err.Error(), "all sentinels") {
+			// go-redis joins the answer of every sentinel: say it once.
+			first, _, _ := strings.Cut(strings.TrimPrefix(r.err.Error(), "redis: all sentinels specified in configuration are unreachable: "), "\n")
+			return "", &connError{kind: ErrAuth, msg: fmt.Sprintf("the sentinels at %s rejected the credentials: %s (set the sentinels' password in $%s)", display, first, EnvSentinelPassword)}
+		}
 		if r.err != nil {
 			return "", ConnError(display, r.err)
 		}

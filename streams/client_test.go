@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/celeroot/celeroot/streams"
 	"github.com/celeroot/celeroot/streams/streamstest"
 )
@@ -135,5 +137,94 @@ func TestConnectDetectsCluster(t *testing.T) {
 		if err := rdb.Set(ctx, k, "1", time.Minute).Err(); err != nil {
 			t.Errorf("SET %s through a redis:// URL of a cluster node: %v", k, err)
 		}
+	}
+}
+
+// A redis+sentinel:// URL finds the master through the sentinels; its
+// password comes from the environment like any other.
+func TestConnectSentinel(t *testing.T) {
+	srv := streamstest.Sentinel(t)
+	url := "redis+sentinel://" + strings.Join(srv.SentinelAddrs, ",") + "/" + srv.MasterName
+	cfg, err := streams.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != streams.ModeSentinel {
+		t.Fatalf("ParseURL(%q).Mode = %s, want sentinel", url, cfg.Mode)
+	}
+	ctx := context.Background()
+	rdb, err := streams.Connect(ctx, cfg, 0, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	key := streamstest.ClusterName(t) + ":s"
+	id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"k", "v"}}).Result()
+	if err != nil {
+		t.Fatalf("XADD through the sentinels: %v", err)
+	}
+	msgs, err := rdb.XRange(ctx, key, "-", "+").Result()
+	if err != nil || len(msgs) != 1 || msgs[0].ID != id {
+		t.Fatalf("XRANGE = %v, %v; want the entry %s", msgs, err, id)
+	}
+	// It is the master the sentinels name that answered.
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(srv.MasterAddr(t), ":")
+	if !strings.Contains(info, "tcp_port:"+port+"\r\n") {
+		t.Errorf("the client talks to a node other than the master %s", srv.MasterAddr(t))
+	}
+
+	t.Run("unknown master", func(t *testing.T) {
+		cfg, err := streams.ParseURL("redis+sentinel://" + srv.SentinelAddrs[0] + "/nosuchmaster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = streams.Connect(ctx, cfg, 0, 5*time.Second)
+		if !errors.Is(err, streams.ErrUnreachable) || !strings.Contains(err.Error(), "nosuchmaster") {
+			t.Errorf("Connect to an unknown master = %v, want ErrUnreachable naming it", err)
+		}
+	})
+}
+
+// With passwords on the data nodes and on the sentinels, each comes from
+// its own environment variable; a wrong or missing one is an auth error
+// that says where the password goes.
+func TestConnectSentinelPasswords(t *testing.T) {
+	srv := streamstest.NewSentinel(t, streamstest.WithPassword("data-pw"), streamstest.WithSentinelPassword("sentinel-pw"))
+	url := "redis+sentinel://" + strings.Join(srv.SentinelAddrs, ",") + "/" + srv.MasterName
+	for _, tt := range []struct {
+		name, data, sentinel string
+		wantErr              error
+		wantHint             string
+	}{
+		{"both", "data-pw", "sentinel-pw", nil, ""},
+		{"no sentinel password", "data-pw", "", streams.ErrAuth, streams.EnvSentinelPassword},
+		{"wrong data password", "nope", "sentinel-pw", streams.ErrAuth, streams.EnvPassword},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(streams.EnvPassword, tt.data)
+			t.Setenv(streams.EnvSentinelPassword, tt.sentinel)
+			cfg, err := streams.ParseURL(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb, err := streams.Connect(context.Background(), cfg, 0, 5*time.Second)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Connect error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantHint) {
+					t.Errorf("error %q does not name $%s", err, tt.wantHint)
+				}
+				return
+			}
+			defer rdb.Close()
+			if err := rdb.Set(context.Background(), streamstest.ClusterName(t)+":k", "v", time.Minute).Err(); err != nil {
+				t.Errorf("SET: %v", err)
+			}
+		})
 	}
 }

@@ -44,7 +44,15 @@ type ApplyResult struct {
 	// Revision is the new revision, or the current one when Unchanged.
 	Revision  int64
 	Unchanged bool
+	// Announced is how many workers were told of the new revision through
+	// their control streams; AnnounceErr why not all (they then notice it
+	// with their next heartbeat).
+	Announced   int
+	AnnounceErr error
 }
+
+// ControlMaxLen caps a worker's control stream (approximately).
+const ControlMaxLen = 1000
 
 // ApplyConfig appends e (a config.applied.v1 whose Revision is the
 // expected current revision + 1) atomically: it fails with a
@@ -74,7 +82,54 @@ func (l *Log) ApplyConfig(ctx context.Context, e events.Envelope) (ApplyResult, 
 		cur, _ := strconv.ParseInt(detail, 10, 64)
 		return ApplyResult{Revision: cur, Unchanged: true}, nil
 	}
-	return ApplyResult{Revision: code}, nil
+	res2 := ApplyResult{Revision: code}
+	res2.Announced, res2.AnnounceErr = l.announce(ctx, code)
+	return res2, nil
+}
+
+// announce tells every worker with a projection that revision rev was
+// applied, one control stream entry each, in one pipeline. Agents follow
+// the config this way rather than each holding a blocking read of the
+// config stream, which would cost a connection per agent; an agent that
+// misses the announcement sees the new head in its next heartbeat.
+func (l *Log) announce(ctx context.Context, rev int64) (int, error) {
+	hosts, err := l.rdb.SMembers(ctx, l.keys.WorkerIndex()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("announce config revision %d: %w", rev, err)
+	}
+	if len(hosts) == 0 {
+		return 0, nil
+	}
+	fields, err := events.Encode(events.Source{Cluster: l.keys.Cluster, Actor: "config"}.New(events.ConfigAnnounced{Revision: rev}))
+	if err != nil {
+		return 0, err
+	}
+	cmds := make([]*redis.StringCmd, len(hosts))
+	_, _ = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, h := range hosts {
+			if ValidateName("hostname", h) != nil {
+				continue
+			}
+			cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: l.keys.WorkerControl(h), Values: fields, MaxLen: ControlMaxLen, Approx: true})
+		}
+		return nil
+	})
+	n := 0
+	var errs []error
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		if err := c.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", hosts[i], err))
+			continue
+		}
+		n++
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("announce config revision %d to %d of %d workers failed: %w", rev, len(errs), len(hosts), errs[0])
+	}
+	return n, nil
 }
 
 // ConfigHead returns the current config revision (0 before any apply) and
@@ -150,47 +205,4 @@ func (l *Log) ConfigAt(ctx context.Context, n int64) (ConfigRevision, bool, erro
 		}
 	}
 	return ConfigRevision{}, false, nil
-}
-
-// WatchConfig calls fn with every config revision appended after the
-// entry id after ("$" for only new ones, "0" for all), until ctx is done.
-// Every watcher sees every revision: this is a plain XREAD, not a group.
-// Redis errors are passed to onError and retried with backoff.
-func (l *Log) WatchConfig(ctx context.Context, after string, onError func(error), fn func(ConfigRevision)) {
-	last := after
-	if last == "$" {
-		// Resolve "$" once so nothing appended between calls is missed.
-		last = "0"
-		if msgs, err := l.rdb.XRevRangeN(ctx, l.keys.ConfigStream(), "+", "-", 1).Result(); err == nil && len(msgs) == 1 {
-			last = msgs[0].ID
-		}
-	}
-	var backoff Backoff
-	for ctx.Err() == nil {
-		res, err := l.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{l.keys.ConfigStream(), last}, Count: 16, Block: DefaultBlock}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			onError(fmt.Errorf("watch config: %w", err))
-			Sleep(ctx, backoff.Next())
-			continue
-		}
-		backoff.Reset()
-		for _, st := range res {
-			for _, m := range st.Messages {
-				last = m.ID
-				env, err := events.Decode(m.Values)
-				if err != nil {
-					continue
-				}
-				if p, ok := env.Payload.(events.ConfigApplied); ok {
-					fn(ConfigRevision{EntryID: m.ID, Envelope: env, Applied: p})
-				}
-			}
-		}
-	}
 }

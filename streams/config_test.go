@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/celeroot/celeroot/streams"
@@ -87,37 +86,46 @@ func TestApplyConfigConcurrent(t *testing.T) {
 	})
 }
 
-func TestWatchConfig(t *testing.T) {
+// An applied revision is announced on the control stream of every worker
+// in the index, and a heartbeat reads the head in the same round trip.
+func TestApplyConfigAnnouncesAndHeartbeatReadsHead(t *testing.T) {
 	each(t, func(t *testing.T, rdb redis.UniversalClient, keys streams.Keys) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
+		ctx := context.Background()
 		log := streams.NewLog(rdb, keys)
-		if _, err := log.ApplyConfig(ctx, configEvent(1, `{"v":1}`)); err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan int64, 10)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			log.WatchConfig(ctx, "$", func(err error) { t.Log(err) }, func(r streams.ConfigRevision) { got <- r.Applied.Revision })
-		}()
-		time.Sleep(200 * time.Millisecond)
-		if _, err := log.ApplyConfig(ctx, configEvent(2, `{"v":2}`)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case rev := <-got:
-			if rev != 2 {
-				t.Errorf("watched revision %d, want 2 (only new ones)", rev)
+		hb := func() int64 {
+			t.Helper()
+			_, rev, err := log.Heartbeat(ctx, "web1", src.New(events.WorkerHeartbeat{Hostname: "web1", Seq: 1, HeartbeatMS: 1000}), true)
+			if err != nil {
+				t.Fatal(err)
 			}
-		case <-time.After(3 * time.Second):
-			t.Fatal("the watcher did not see revision 2")
+			return rev
 		}
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(streams.MaxBlock + time.Second):
-			t.Error("WatchConfig did not return after cancellation")
+		if rev := hb(); rev != 0 {
+			t.Errorf("heartbeat before any apply reads revision %d, want 0", rev)
+		}
+		if err := rdb.SAdd(ctx, keys.WorkerIndex(), "web1", "web2", "db1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := log.ApplyConfig(ctx, configEvent(1, `{"a":1}`))
+		if err != nil || r.Announced != 3 || r.AnnounceErr != nil {
+			t.Fatalf("apply = %+v, %v; want announced to 3 workers", r, err)
+		}
+		for _, h := range []string{"web1", "web2", "db1"} {
+			msgs, err := rdb.XRange(ctx, keys.WorkerControl(h), "-", "+").Result()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("control stream of %s = %v, %v; want one announcement", h, msgs, err)
+			}
+			e, err := events.Decode(msgs[0].Values)
+			if p, ok := e.Payload.(events.ConfigAnnounced); err != nil || !ok || p.Revision != 1 {
+				t.Errorf("announcement to %s = %+v, %v; want revision 1", h, e.Payload, err)
+			}
+		}
+		// An unchanged apply announces nothing.
+		if r, err := log.ApplyConfig(ctx, configEvent(2, `{"a":1}`)); err != nil || !r.Unchanged || r.Announced != 0 {
+			t.Errorf("unchanged apply = %+v, %v; want no announcement", r, err)
+		}
+		if rev := hb(); rev != 1 {
+			t.Errorf("heartbeat after the apply reads revision %d, want 1", rev)
 		}
 	})
 }

@@ -2,44 +2,45 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/redis/go-redis/v9"
 )
 
-// heartbeatScript appends a heartbeat to the worker's heartbeat stream
-// (KEYS[1]) and, when ARGV[1] is '1', the same event to its event store
-// shard (KEYS[2], same slot) as a checkpoint. It returns the heartbeat
-// stream entry ID.
-var heartbeatScript = redis.NewScript(`
-local f = {}
-for i = 2, #ARGV do f[#f+1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[1], '*', unpack(f))
-if ARGV[1] == '1' then redis.call('XADD', KEYS[2], '*', unpack(f)) end
-return id
-`)
-
-// Heartbeat records a worker.heartbeat.v1 in the worker's heartbeat stream
-// (every heartbeat; short retention) and, with checkpoint, also in its event
-// store shard (kept and archived like every event), in one atomic step.
-func (l *Log) Heartbeat(ctx context.Context, e events.Envelope, checkpoint bool) (string, error) {
-	p, ok := e.Payload.(events.WorkerHeartbeat)
-	if !ok {
-		return "", fmt.Errorf("heartbeat: payload is %T, want events.WorkerHeartbeat", e.Payload)
-	}
+// Heartbeat records a worker's heartbeat e in its heartbeat stream (every
+// heartbeat; short retention) and, with checkpoint, also in its event store
+// shard (kept and archived like every event); in the same round trip it
+// reads the current config revision (0 before any apply), so an agent that
+// missed an announcement catches up within one interval. It returns the
+// heartbeat stream's entry ID.
+func (l *Log) Heartbeat(ctx context.Context, host string, e events.Envelope, checkpoint bool) (entry string, revision int64, err error) {
 	fields, err := events.Encode(e)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	flag := "0"
-	if checkpoint {
-		flag = "1"
+	var add, cp, head *redis.StringCmd
+	_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		add = p.XAdd(ctx, &redis.XAddArgs{Stream: l.keys.HeartbeatsFor(host), Values: fields})
+		if checkpoint {
+			cp = p.XAdd(ctx, &redis.XAddArgs{Stream: l.keys.EventsFor(host), Values: fields})
+		}
+		head = p.HGet(ctx, l.keys.ConfigHead(), "revision")
+		return nil
+	})
+	if err := add.Err(); err != nil {
+		return "", 0, fmt.Errorf("append %s to %s: %w", e.Type, l.keys.HeartbeatsFor(host), err)
 	}
-	keys := []string{l.keys.HeartbeatsFor(p.Hostname), l.keys.EventsFor(p.Hostname)}
-	id, err := heartbeatScript.Run(ctx, l.rdb, keys, append([]any{flag}, fields...)...).Text()
-	if err != nil {
-		return "", fmt.Errorf("record heartbeat of %s: %w", p.Hostname, err)
+	if cp != nil && cp.Err() != nil {
+		return add.Val(), 0, fmt.Errorf("append %s to %s: %w", e.Type, l.keys.EventsFor(host), cp.Err())
 	}
-	return id, nil
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return add.Val(), 0, fmt.Errorf("read config head: %w", err)
+	}
+	if v := head.Val(); v != "" {
+		revision, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return add.Val(), revision, nil
 }

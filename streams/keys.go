@@ -25,13 +25,13 @@ import (
 //	celeroot:<c>:{meta}:cluster          hash   cluster metadata (shard count, created)
 //	celeroot:<c>:{ev:<n>}:events         stream event store shard n (workers, tasks)
 //	celeroot:<c>:{ev:<n>}:fence:<task>   hash   attempt epoch and state of a task in shard n
+//	celeroot:<c>:{ev:<n>}:task:<task>    hash   task projection, in its shard's slot
 //	celeroot:<c>:{ev:<n>}:heartbeats     stream every heartbeat of shard n's workers (short retention)
 //	celeroot:<c>:{ev:<n>}:archive        hash   shard n's archive watermark and trim line
 //	celeroot:<c>:{w:<host>}:dispatch     stream tasks sent to one worker
 //	celeroot:<c>:{w:<host>}:control      stream commands to one worker (drain, cancel)
 //	celeroot:<c>:{w:<host>}:worker       hash   worker projection
 //	celeroot:<c>:{q:<role>}:dispatch     stream tasks queued for any worker of a role
-//	celeroot:<c>:{t:<task>}:task         hash   task projection
 //	celeroot:<c>:{t:<task>}:log          stream the task's output (task.log.v1 events)
 //	celeroot:<c>:{j:<job>}:job           hash   job projection (the tasks of a fan-out run)
 //	celeroot:<c>:{idx}:workers           set    hostnames with a worker projection
@@ -48,8 +48,8 @@ import (
 // Projections are versioned: a rebuild writes a new namespace and switches
 // to it by changing the "projections" field of the metadata hash. Version
 // 0 uses the names above; version n appends ".v<n>" to the record and
-// index names ({t:<task>}:task.v3, {idx}:tasks.v3) and is maintained by the
-// consumer group "projector.v<n>".
+// index names ({ev:<n>}:task.v3:<task>, {w:<host>}:worker.v3,
+// {idx}:tasks.v3) and is maintained by the consumer group "projector.v<n>".
 
 // Consumer group names.
 const (
@@ -125,6 +125,18 @@ func (k Keys) shards() int {
 
 func (k Keys) key(tag, name string) string {
 	return "celeroot:" + k.Cluster + ":{" + tag + "}:" + name
+}
+
+// HashTag returns the Redis Cluster hash tag of key: the text between the
+// first "{" and the next "}", or the whole key if it has none. Keys with
+// the same tag are in the same slot.
+func HashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 // Prefix is the prefix of every key of the cluster, for ACLs and SCAN.
@@ -238,6 +250,7 @@ func (k Keys) ProjectionVersionOf(key string) (version int, ok bool) {
 	if !found {
 		return 0, false
 	}
+	name, id, hasID := strings.Cut(name, ":")
 	base, v, versioned := strings.Cut(name, ".v")
 	if versioned {
 		n, err := strconv.Atoi(v)
@@ -248,8 +261,9 @@ func (k Keys) ProjectionVersionOf(key string) (version int, ok bool) {
 	}
 	kind, _, _ := strings.Cut(tag, ":")
 	switch {
-	case kind == "w" && base == "worker", kind == "t" && base == "task", kind == "j" && base == "job",
-		tag == "idx" && (base == "workers" || base == "tasks"):
+	case kind == "ev" && base == "task" && hasID && id != "",
+		!hasID && (kind == "w" && base == "worker" || kind == "j" && base == "job" ||
+			tag == "idx" && (base == "workers" || base == "tasks")):
 		return version, true
 	}
 	return 0, false
@@ -274,8 +288,13 @@ func (k Keys) WorkerProjection(host string) string { return k.projection("w:"+ho
 // RoleQueue is the stream of tasks any worker of a role may take.
 func (k Keys) RoleQueue(role string) string { return k.key("q:"+role, "dispatch") }
 
-// TaskProjection is the projection hash of one task.
-func (k Keys) TaskProjection(taskID string) string { return k.projection("t:"+taskID, "task") }
+// TaskProjection is the projection hash of one task. It lives in the slot
+// of the task's event shard, beside its fence: the projector then updates
+// all the tasks of a shard's batch in one script call, and a failover rolls
+// a task's projection back together with the events it was built from.
+func (k Keys) TaskProjection(taskID string) string {
+	return k.projection("ev:"+strconv.Itoa(k.ShardOf(taskID)), "task") + ":" + taskID
+}
 
 // JobProjection is the projection hash of one fan-out job.
 func (k Keys) JobProjection(jobID string) string { return k.projection("j:"+jobID, "job") }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,19 +91,63 @@ return id
 // fails, the task is recorded but not dispatched, and Submit returns the
 // error so the caller can retry (the first append is idempotent).
 func (l *Log) Submit(ctx context.Context, e events.Envelope) (string, error) {
-	p, ok := e.Payload.(events.TaskSubmitted)
-	if !ok {
-		return "", fmt.Errorf("submit: payload is %T, want events.TaskSubmitted", e.Payload)
+	ids, errs := l.SubmitBatch(ctx, []events.Envelope{e})
+	return ids[0], errs[0]
+}
+
+// SubmitBatch submits many tasks as Submit does, in two round trips (per
+// Redis node) whatever their number: the submit scripts of all of them in
+// one pipeline, then the dispatch appends of those recorded. ids[i] is the
+// dispatch entry of es[i] and errs[i] its error: a task whose submission
+// was not recorded is not dispatched either.
+func (l *Log) SubmitBatch(ctx context.Context, es []events.Envelope) (ids []string, errs []error) {
+	ids, errs = make([]string, len(es)), make([]error, len(es))
+	calls := make([]scriptCall, len(es))
+	subs := make([]events.TaskSubmitted, len(es))
+	fields := make([][]any, len(es))
+	for i, e := range es {
+		p, ok := e.Payload.(events.TaskSubmitted)
+		if !ok {
+			errs[i] = fmt.Errorf("submit: payload is %T, want events.TaskSubmitted", e.Payload)
+			continue
+		}
+		f, err := events.Encode(e)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		subs[i], fields[i] = p, f
+		calls[i] = scriptCall{script: submitScript, keys: []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}, args: f}
 	}
-	fields, err := events.Encode(e)
-	if err != nil {
-		return "", err
+	cmds := runScripts(ctx, l.rdb, calls)
+	var dispatch []int
+	for i, c := range cmds {
+		switch {
+		case errs[i] != nil:
+		case c.Err() != nil:
+			errs[i] = fmt.Errorf("record submission of task %s: %w", subs[i].TaskID, c.Err())
+		default:
+			dispatch = append(dispatch, i)
+		}
 	}
-	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	if err := submitScript.Run(ctx, l.rdb, keys, fields...).Err(); err != nil {
-		return "", fmt.Errorf("record submission of task %s: %w", p.TaskID, err)
+	if len(dispatch) == 0 {
+		return ids, errs
 	}
-	return l.Append(ctx, l.Dispatch(p), e, 0)
+	adds := make([]*redis.StringCmd, len(dispatch))
+	_, _ = l.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for j, i := range dispatch {
+			adds[j] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: l.Dispatch(subs[i]), Values: fields[i]})
+		}
+		return nil
+	})
+	for j, i := range dispatch {
+		if err := adds[j].Err(); err != nil {
+			errs[i] = fmt.Errorf("append %s to %s: %w", es[i].Type, l.Dispatch(subs[i]), err)
+			continue
+		}
+		ids[i] = adds[j].Val()
+	}
+	return ids, errs
 }
 
 // Dispatch returns the stream a submission is delivered through.
@@ -116,7 +161,8 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 // startScript hands out the next attempt epoch and records task.started
 // with it, unless the task already ended. The payload is ARGV[1] .. epoch ..
 // ARGV[2]; ARGV[3] is the worker, ARGV[4] the event id, ARGV[5] the
-// dispatch entry being run; the rest are the envelope fields.
+// dispatch entry being run; the rest are the envelope fields, ending with
+// "data" and a placeholder the script replaces with the payload.
 //
 // A call repeated with the same event id (a retry whose reply was lost)
 // returns the epoch it handed out. A second dispatch entry of a task that is
@@ -124,28 +170,24 @@ func (l *Log) Dispatch(p events.TaskSubmitted) string {
 // one submission never runs twice at once; the same entry delivered again
 // (a restart, a reclaim) starts a new attempt.
 var startScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[2], 'state')
+local h = redis.call('HMGET', KEYS[2], 'state', 'start_event', 'epoch', 'entry')
+local st = h[1]
 if not st then return {-1, 'unknown'} end
 if st == 'done' or st == 'dead' or st == 'ended' then return {0, 'done'} end
-if redis.call('HGET', KEYS[2], 'start_event') == ARGV[4] then
-  return {tonumber(redis.call('HGET', KEYS[2], 'epoch')), 'again'}
-end
-if st == 'running' and redis.call('HGET', KEYS[2], 'entry') ~= ARGV[5] then
-  return {0, 'duplicate'}
-end
-local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3], 'start_event', ARGV[4], 'entry', ARGV[5])
-local f = {}
-for i = 6, #ARGV do f[#f+1] = ARGV[i] end
-f[#f+1] = 'data'
-f[#f+1] = ARGV[1] .. epoch .. ARGV[2]
-local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+if h[2] == ARGV[4] then return {tonumber(h[3]), 'again'} end
+if st == 'running' and h[4] ~= ARGV[5] then return {0, 'duplicate'} end
+local epoch = tonumber(h[3] or '0') + 1
+redis.call('HSET', KEYS[2], 'epoch', epoch, 'state', 'running', 'worker', ARGV[3], 'start_event', ARGV[4], 'entry', ARGV[5])
+ARGV[#ARGV] = ARGV[1] .. epoch .. ARGV[2]
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))
 return {epoch, id}
 `)
 
 // attemptMark stands for the attempt number while a payload is encoded
 // before the script knows it.
 const attemptMark = 987654321987
+
+var attemptMarkText = strconv.FormatInt(attemptMark, 10)
 
 // StartResult is the outcome of Start.
 type StartResult struct {
@@ -164,31 +206,68 @@ type StartResult struct {
 // entry identifies the dispatch entry being run ("<stream>/<id>"). Retrying
 // Start with the same envelope is safe.
 func (l *Log) Start(ctx context.Context, e events.Envelope, entry string) (StartResult, error) {
+	res, errs := l.StartBatch(ctx, []StartCall{{Event: e, Entry: entry}})
+	return res[0], errs[0]
+}
+
+// StartCall is one attempt to start, for StartBatch.
+type StartCall struct {
+	Event events.Envelope
+	Entry string
+}
+
+// StartBatch runs Start for every call in one round trip (per Redis node).
+// res[i] and errs[i] are the outcome of calls[i].
+func (l *Log) StartBatch(ctx context.Context, calls []StartCall) (res []StartResult, errs []error) {
+	res, errs = make([]StartResult, len(calls)), make([]error, len(calls))
+	sc := make([]scriptCall, len(calls))
+	ids := make([]string, len(calls))
+	for i, c := range calls {
+		sc[i], ids[i], errs[i] = l.startCall(c.Event, c.Entry)
+	}
+	for i, cmd := range runScripts(ctx, l.rdb, sc) {
+		if errs[i] != nil {
+			continue
+		}
+		res[i], errs[i] = parseStart(ids[i], cmd)
+	}
+	return res, errs
+}
+
+func (l *Log) startCall(e events.Envelope, entry string) (scriptCall, string, error) {
 	p, ok := e.Payload.(events.TaskStarted)
 	if !ok {
-		return StartResult{}, fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
+		return scriptCall{}, "", fmt.Errorf("start: payload is %T, want events.TaskStarted", e.Payload)
 	}
 	p.Attempt = attemptMark
 	e.Payload = p
 	fields, data, err := encodeSplit(e)
 	if err != nil {
-		return StartResult{}, err
+		return scriptCall{}, p.TaskID, err
 	}
-	prefix, suffix, ok := strings.Cut(data, fmt.Sprint(attemptMark))
+	prefix, suffix, ok := strings.Cut(data, attemptMarkText)
 	if !ok {
-		return StartResult{}, errors.New("start: attempt placeholder not found in payload")
+		return scriptCall{}, p.TaskID, errors.New("start: attempt placeholder not found in payload")
 	}
 	args := append([]any{prefix, suffix, p.Worker, e.ID.String(), entry}, fields...)
+	args = append(args, events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	res, err := startScript.Run(ctx, l.rdb, keys, args...).Slice()
+	return scriptCall{script: startScript, keys: keys, args: args}, p.TaskID, nil
+}
+
+func parseStart(taskID string, cmd *redis.Cmd) (StartResult, error) {
+	res, err := cmd.Slice()
 	if err != nil {
-		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, err)
+		return StartResult{}, fmt.Errorf("start task %s: %w", taskID, err)
+	}
+	if len(res) != 2 {
+		return StartResult{}, fmt.Errorf("start task %s: unexpected reply %v", taskID, res)
 	}
 	epoch, _ := res[0].(int64)
 	why, _ := res[1].(string)
 	switch {
 	case epoch < 0:
-		return StartResult{}, fmt.Errorf("start task %s: %w", p.TaskID, ErrUnknownTask)
+		return StartResult{}, fmt.Errorf("start task %s: %w", taskID, ErrUnknownTask)
 	case epoch == 0:
 		return StartResult{Done: why == "done", Duplicate: why == "duplicate"}, nil
 	}
@@ -199,32 +278,26 @@ func (l *Log) Start(ctx context.Context, e events.Envelope, entry string) (Start
 // task's current one, as stale otherwise. ARGV[1] attempt, ARGV[2] payload,
 // ARGV[3] stale payload, ARGV[4] fence retention in seconds, ARGV[5] outcome,
 // ARGV[6] event id, ARGV[7] "1" if the task is retried after this attempt,
-// then the envelope fields. A call repeated with the same event id appends
+// then the envelope fields, ending with "data" and a placeholder the script
+// replaces with the payload. A call repeated with the same event id appends
 // nothing and answers as the first did.
 var finishScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], 'finish_event') == ARGV[6] then
-  return {tonumber(redis.call('HGET', KEYS[2], 'finish_stale')), 'again'}
-end
-local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
-local st = redis.call('HGET', KEYS[2], 'state')
+local h = redis.call('HMGET', KEYS[2], 'finish_event', 'finish_stale', 'epoch', 'state')
+if h[1] == ARGV[6] then return {tonumber(h[2]), 'again'} end
 local data, stale = ARGV[3], 1
-if st == 'running' and epoch == tonumber(ARGV[1]) then
+if h[4] == 'running' and tonumber(h[3]) == tonumber(ARGV[1]) then
   data, stale = ARGV[2], 0
   if ARGV[7] == '1' then
-    redis.call('HSET', KEYS[2], 'state', 'retrying')
+    redis.call('HSET', KEYS[2], 'state', 'retrying', 'finish_event', ARGV[6], 'finish_stale', 0)
   else
-    redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5])
+    redis.call('HSET', KEYS[2], 'state', 'done', 'outcome', ARGV[5], 'finish_event', ARGV[6], 'finish_stale', 0)
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
+elseif h[4] then
+  redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', 1)
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'finish_event', ARGV[6], 'finish_stale', stale)
-end
-local f = {}
-for i = 8, #ARGV do f[#f+1] = ARGV[i] end
-f[#f+1] = 'data'
-f[#f+1] = data
-local id = redis.call('XADD', KEYS[1], '*', unpack(f))
+ARGV[#ARGV] = data
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 8))
 return {stale, id}
 `)
 
@@ -233,15 +306,48 @@ return {stale, id}
 // event is then recorded with Stale set and does not count as the outcome.
 // Retrying Finish with the same envelope is safe.
 func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err error) {
+	st, errs := l.FinishBatch(ctx, []events.Envelope{e})
+	return st[0], errs[0]
+}
+
+// FinishBatch runs Finish for every envelope in one round trip (per Redis
+// node). stale[i] and errs[i] are the outcome of es[i].
+func (l *Log) FinishBatch(ctx context.Context, es []events.Envelope) (stale []bool, errs []error) {
+	stale, errs = make([]bool, len(es)), make([]error, len(es))
+	sc := make([]scriptCall, len(es))
+	ids := make([]string, len(es))
+	for i, e := range es {
+		sc[i], ids[i], errs[i] = l.finishCall(e)
+	}
+	for i, cmd := range runScripts(ctx, l.rdb, sc) {
+		if errs[i] != nil {
+			continue
+		}
+		res, err := cmd.Slice()
+		if err != nil {
+			errs[i] = fmt.Errorf("finish task %s: %w", ids[i], err)
+			continue
+		}
+		if len(res) != 2 {
+			errs[i] = fmt.Errorf("finish task %s: unexpected reply %v", ids[i], res)
+			continue
+		}
+		s, _ := res[0].(int64)
+		stale[i] = s == 1
+	}
+	return stale, errs
+}
+
+func (l *Log) finishCall(e events.Envelope) (scriptCall, string, error) {
 	p, ok := e.Payload.(events.TaskFinished)
 	if !ok {
-		return false, fmt.Errorf("finish: payload is %T, want events.TaskFinished", e.Payload)
+		return scriptCall{}, "", fmt.Errorf("finish: payload is %T, want events.TaskFinished", e.Payload)
 	}
 	p.Stale = false
 	e.Payload = p
 	fields, data, err := encodeSplit(e)
 	if err != nil {
-		return false, err
+		return scriptCall{}, p.TaskID, err
 	}
 	retry := "0"
 	if p.WillRetry {
@@ -250,17 +356,12 @@ func (l *Log) Finish(ctx context.Context, e events.Envelope) (stale bool, err er
 	p.Stale, p.WillRetry = true, false
 	staleData, err := json.Marshal(p)
 	if err != nil {
-		return false, err
+		return scriptCall{}, p.TaskID, err
 	}
-	retention := l.retentionSeconds()
-	args := append([]any{p.Attempt, data, string(staleData), retention, string(p.Outcome), e.ID.String(), retry}, fields...)
+	args := append([]any{p.Attempt, data, string(staleData), l.retentionSeconds(), string(p.Outcome), e.ID.String(), retry}, fields...)
+	args = append(args, events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
-	res, err := finishScript.Run(ctx, l.rdb, keys, args...).Slice()
-	if err != nil {
-		return false, fmt.Errorf("finish task %s: %w", p.TaskID, err)
-	}
-	s, _ := res[0].(int64)
-	return s == 1, nil
+	return scriptCall{script: finishScript, keys: keys, args: args}, p.TaskID, nil
 }
 
 // encodeSplit encodes e and returns the fields without "data", and data.

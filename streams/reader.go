@@ -116,10 +116,18 @@ func (r *Reader) ensureGroups(ctx context.Context) error {
 	return nil
 }
 
-// Fetch returns up to max (≤ Count; Count if max <= 0) entries: the
-// consumer's pending entries first, then new ones, waiting at most Block
-// for new entries. It returns an empty slice, not an error, when none came.
+// Fetch returns up to max (≤ Count; Count if max <= 0) entries per
+// stream: the consumer's pending entries first, then new ones, waiting at
+// most Block for new entries. It returns an empty slice, not an error,
+// when none came.
 func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
+	return r.FetchFrom(ctx, max, nil, r.opts.Block)
+}
+
+// FetchFrom is Fetch over only some of the reader's streams (all if only
+// is empty), waiting at most block (at most the reader's Block) for new
+// entries, and not at all if block <= 0.
+func (r *Reader) FetchFrom(ctx context.Context, max int64, only []string, block time.Duration) ([]Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -130,8 +138,18 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 	if max > 0 && max < count {
 		count = max
 	}
+	if block > r.opts.Block {
+		block = r.opts.Block
+	}
+	if block <= 0 {
+		block = -1 // go-redis: no BLOCK argument (0 would block forever)
+	}
+	from := r.opts.Streams
+	if len(only) > 0 {
+		from = only
+	}
 	var streams, ids []string
-	for _, s := range r.opts.Streams {
+	for _, s := range from {
 		if c := r.pending[s]; c != "" {
 			streams, ids = append(streams, s), append(ids, c)
 		}
@@ -164,11 +182,11 @@ func (r *Reader) Fetch(ctx context.Context, max int64) ([]Message, error) {
 			}
 		}
 	}
-	streams, ids = r.opts.Streams, ids[:0]
+	streams, ids = append(streams[:0], from...), ids[:0]
 	for range streams {
 		ids = append(ids, ">")
 	}
-	res, err := r.read(ctx, streams, ids, count, r.opts.Block)
+	res, err := r.read(ctx, streams, ids, count, block)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +245,33 @@ func (r *Reader) Ack(ctx context.Context, stream string, ids ...string) error {
 	}
 	if err := r.rdb.XAck(ctx, stream, r.opts.Group, ids...).Err(); err != nil {
 		return fmt.Errorf("ack %d entries of %s: %w", len(ids), stream, err)
+	}
+	return nil
+}
+
+// AckAll acknowledges processed entries of several streams (by stream) in
+// one round trip per node.
+func (r *Reader) AckAll(ctx context.Context, ids map[string][]string) error {
+	cmds := make(map[string]*redis.IntCmd, len(ids))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for s, list := range ids {
+			if len(list) > 0 {
+				cmds[s] = p.XAck(ctx, s, r.opts.Group, list...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var errs []error
+		for s, c := range cmds {
+			if c.Err() != nil {
+				errs = append(errs, fmt.Errorf("ack %d entries of %s: %w", len(ids[s]), s, c.Err()))
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("ack: %w", err))
+		}
+		return errors.Join(errs...)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,4 +104,59 @@ func Info(ctx context.Context, rdb redis.UniversalClient) (ServerInfo, error) {
 		}
 	}
 	return si, nil
+}
+
+// ServerCounters are cumulative figures of the Redis deployment, summed
+// over every master of a cluster, for measuring what a workload costs.
+type ServerCounters struct {
+	// CPU is the server's CPU time (used_cpu_user + used_cpu_sys).
+	CPU time.Duration `json:"cpu_ns"`
+	// Commands is total_commands_processed.
+	Commands int64 `json:"commands"`
+	// Memory is used_memory, in bytes.
+	Memory int64 `json:"memory_bytes"`
+	// Clients is connected_clients.
+	Clients int64 `json:"clients"`
+	// Nodes is how many masters were summed.
+	Nodes int `json:"nodes"`
+}
+
+// Counters reads ServerCounters from every master.
+func Counters(ctx context.Context, rdb redis.UniversalClient) (ServerCounters, error) {
+	var sc ServerCounters
+	err := forEachNode(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
+		raw, err := c.Info(ctx, "cpu", "stats", "memory", "clients").Result()
+		if err != nil {
+			return err
+		}
+		var user, sys float64
+		for _, line := range strings.Split(raw, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "used_cpu_user":
+				user, _ = strconv.ParseFloat(v, 64)
+			case "used_cpu_sys":
+				sys, _ = strconv.ParseFloat(v, 64)
+			case "total_commands_processed":
+				n, _ := strconv.ParseInt(v, 10, 64)
+				sc.Commands += n
+			case "used_memory":
+				n, _ := strconv.ParseInt(v, 10, 64)
+				sc.Memory += n
+			case "connected_clients":
+				n, _ := strconv.ParseInt(v, 10, 64)
+				sc.Clients += n
+			}
+		}
+		sc.CPU += time.Duration((user + sys) * float64(time.Second))
+		sc.Nodes++
+		return nil
+	})
+	if err != nil {
+		return ServerCounters{}, fmt.Errorf("redis counters: %w", err)
+	}
+	return sc, nil
 }

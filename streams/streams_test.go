@@ -375,8 +375,11 @@ func TestKeysShareSlots(t *testing.T) {
 		if a, b := tag(keys.EventsFor(id)), tag(keys.TaskFence(id)); a != b {
 			t.Errorf("task %s: shard tag %s, fence tag %s; want equal", id, a, b)
 		}
-		if a, b := tag(keys.TaskProjection(id)), tag(keys.TaskLog(id)); a != b {
-			t.Errorf("task %s: projection tag %s, log tag %s; want equal", id, a, b)
+		if a, b := tag(keys.TaskProjection(id)), tag(keys.TaskFence(id)); a != b {
+			t.Errorf("task %s: projection tag %s, fence tag %s; want equal", id, a, b)
+		}
+		if got, want := streams.HashTag(keys.TaskProjection(id)), tag(keys.EventsFor(id))[1:]; got != want {
+			t.Errorf("HashTag(%s) = %q, want %q", keys.TaskProjection(id), got, want)
 		}
 	}
 	for _, k := range []string{keys.Meta(), keys.WorkerDispatch("w"), keys.RoleQueue("r"), keys.DeadLetters(), keys.EventShard(7)} {

@@ -147,14 +147,19 @@ func (s *Server) waitMet(ctx context.Context, clients []*redis.Client) error {
 // WaitHealthy waits until the server serves requests: for a single node,
 // until it answers PING; for a cluster, until every running node reports
 // cluster_state:ok, all running nodes report the same slot map covering all
-// 16384 slots, and every running replica has its replication link up. Use it
-// after stopping, killing or starting cluster nodes.
+// 16384 slots, and every running replica has its replication link up; for a
+// Sentinel-managed deployment, until the running sentinels agree on a
+// master that serves as one and every running replica replicates from it.
+// Use it after stopping, killing or starting nodes.
 func (s *Server) WaitHealthy(tb testing.TB) {
 	tb.Helper()
 	var err error
-	if s.Cluster {
+	switch {
+	case s.Sentinel:
+		err = s.waitSentinels(sentinelWaitTimeout, "", false)
+	case s.Cluster:
 		err = s.waitHealthy(clusterWaitTimeout, false)
-	} else {
+	default:
 		n := s.nodes[0]
 		n.mu.Lock()
 		if n.running() {

@@ -50,6 +50,9 @@ type node struct {
 	cluster  bool
 	password string
 	extra    []string
+	// sentinel, when not nil, makes the node a Redis Sentinel (redis-server
+	// --sentinel) configured with these directives instead of a data node.
+	sentinel []string
 
 	mu   sync.Mutex
 	port int
@@ -66,6 +69,15 @@ func (n *node) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa
 // launchNode creates a node in a new temporary directory on a fresh port and
 // starts it, trying new ports while the chosen one turns out to be taken.
 func launchNode(bin string, cluster bool, o options) (*node, error) {
+	return launch(func(dir string, port int) *node {
+		return &node{bin: bin, cluster: cluster, password: o.password, extra: o.directives, port: port, dir: dir}
+	}, cluster)
+}
+
+// launch creates the node that mk describes in a new temporary directory on
+// a fresh port and starts it, trying new ports while the chosen one turns
+// out to be taken.
+func launch(mk func(dir string, port int) *node, cluster bool) (*node, error) {
 	sweepOnce.Do(sweepStaleDirs)
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
@@ -78,7 +90,7 @@ func launchNode(bin string, cluster bool, o options) (*node, error) {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		n := &node{bin: bin, cluster: cluster, password: o.password, extra: o.directives, port: port, dir: dir}
+		n := mk(dir, port)
 		err = n.start()
 		if err == nil {
 			return n, nil
@@ -187,6 +199,12 @@ func (n *node) config() string {
 	line("logfile %s", confQuote(n.logPath()))
 	line("daemonize no")
 	line("protected-mode no")
+	if n.sentinel != nil {
+		for _, d := range n.sentinel {
+			line("%s", d)
+		}
+		return b.String()
+	}
 	line(`save ""`)
 	line("appendonly yes")
 	line("appendfsync everysec")
@@ -242,15 +260,23 @@ func (n *node) start() error {
 	if n.running() {
 		return fmt.Errorf("redis %s is already running", n.addr())
 	}
-	if err := os.WriteFile(n.confPath(), []byte(n.config()), 0o600); err != nil {
-		return err
+	// A Sentinel rewrites its own configuration file with what it learnt
+	// (replicas, other sentinels, epochs): a restart keeps that file.
+	if _, err := os.Stat(n.confPath()); n.sentinel == nil || err != nil {
+		if err := os.WriteFile(n.confPath(), []byte(n.config()), 0o600); err != nil {
+			return err
+		}
 	}
 	out, err := os.OpenFile(n.stdoutPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	n.logStart = [2]int64{fileSize(n.stdoutPath()), fileSize(n.logPath())}
-	cmd := exec.Command(n.bin, n.confPath())
+	args := []string{n.confPath()}
+	if n.sentinel != nil {
+		args = append(args, "--sentinel")
+	}
+	cmd := exec.Command(n.bin, args...)
 	cmd.Dir = n.dir
 	cmd.Stdout = out
 	cmd.Stderr = out

@@ -17,18 +17,30 @@ import (
 // Server is a running Redis deployment: one node, or the nodes of a Redis
 // Cluster. Its fields describe it and must not be modified.
 type Server struct {
-	// Name is a short label for subtests: "single" or "cluster".
+	// Name is a short label for subtests: "single", "cluster" or
+	// "sentinel".
 	Name string
 	// URL addresses the deployment: "redis://127.0.0.1:PORT" for a single
 	// node, "redis+cluster://127.0.0.1:P1,127.0.0.1:P2,..." for a cluster
-	// (every node, masters first). A password, if any, is in the userinfo:
-	// "redis://:PASSWORD@127.0.0.1:PORT".
+	// (every node, masters first), "redis+sentinel://127.0.0.1:S1,...
+	// /MASTER" for a Sentinel-managed deployment (every sentinel). A
+	// password, if any, is in the userinfo: "redis://:PASSWORD@127.0.0.1:PORT".
 	URL string
-	// Addrs lists the "127.0.0.1:PORT" address of every node; for a cluster
-	// the initial masters come first, then their replicas.
+	// Addrs lists the "127.0.0.1:PORT" address of every data node; for a
+	// cluster the initial masters come first, then their replicas; for a
+	// Sentinel-managed deployment the initial master, then its replicas.
 	Addrs []string
 	// Cluster is true for a Redis Cluster.
 	Cluster bool
+	// Sentinel is true for a Sentinel-managed deployment (see
+	// [NewSentinel]); SentinelAddrs then lists its sentinels and
+	// MasterName the name they monitor the master under.
+	Sentinel      bool
+	SentinelAddrs []string
+	MasterName    string
+	// SentinelPassword is the sentinels' own requirepass (see
+	// [WithSentinelPassword]), empty if none. It is not in URL.
+	SentinelPassword string
 	// Password is the requirepass password, empty if none.
 	Password string
 
@@ -124,14 +136,19 @@ func buildURL(scheme, password string, addrs []string) string {
 }
 
 // Client returns a client connected to the server, closed when tb ends: a
-// *redis.ClusterClient over all Addrs for a cluster, a *redis.Client
-// otherwise.
+// *redis.ClusterClient over all Addrs for a cluster, a failover client that
+// asks the sentinels for the master for a Sentinel-managed deployment, a
+// *redis.Client otherwise.
 func (s *Server) Client(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
 	var c redis.UniversalClient
-	if s.Cluster {
+	switch {
+	case s.Cluster:
 		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.Addrs, Password: s.Password})
-	} else {
+	case s.Sentinel:
+		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs,
+			Password: s.Password, SentinelPassword: s.SentinelPassword})
+	default:
 		c = redis.NewClient(&redis.Options{Addr: s.Addrs[0], Password: s.Password})
 	}
 	tb.Cleanup(func() { c.Close() })

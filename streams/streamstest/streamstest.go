@@ -1,6 +1,9 @@
 // Package streamstest starts real Redis servers for tests: a shared single
 // node and a shared three-master Redis Cluster per test binary, plus private
-// servers for tests that need to stop, restart or kill them.
+// servers for tests that need to stop, restart or kill them. A
+// Sentinel-managed deployment (a master, a replica, three sentinels; see
+// [Sentinel] and [NewSentinel]) is started only by the tests that ask for
+// one.
 //
 // Typical use:
 //
@@ -59,10 +62,11 @@ func Main(m *testing.M) int {
 type Option func(*options)
 
 type options struct {
-	directives []string
-	password   string
-	masters    int
-	replicas   int
+	directives       []string
+	password         string
+	sentinelPassword string
+	masters          int
+	replicas         int
 }
 
 // WithConfig appends configuration directives, one per string, to the server's

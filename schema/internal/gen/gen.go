@@ -21,12 +21,13 @@ import (
 )
 
 // Files are the names Generate returns, relative to the schema package.
-var Files = []string{"cluster.schema.json", "task.schema.json"}
+var Files = []string{"cluster.schema.json", "task.schema.json", "plugin.schema.json"}
 
 // IDs of the generated schemas.
 const (
 	ClusterID = "https://celeroot.io/schemas/v1/cluster.json"
 	TaskID    = "https://celeroot.io/schemas/v1/task.json"
+	PluginID  = "https://celeroot.io/schemas/v1/plugin.json"
 )
 
 // Generate returns the JSON Schema files by name. srcDir is the directory
@@ -39,6 +40,7 @@ func Generate(srcDir string) (map[string][]byte, error) {
 	}{
 		{"cluster.schema.json", ClusterID, "celeroot Cluster", &schema.Cluster{}},
 		{"task.schema.json", TaskID, "celeroot Task", &schema.Task{}},
+		{"plugin.schema.json", PluginID, "celeroot task plugin description", &schema.Plugin{}},
 	}
 	for _, d := range docs {
 		r := &jsonschema.Reflector{
@@ -51,7 +53,7 @@ func Generate(srcDir string) (map[string][]byte, error) {
 		s := r.Reflect(d.v)
 		s.ID = jsonschema.ID(d.id)
 		s.Title = d.title
-		if err := refine(s); err != nil {
+		if err := refine(s, reflect.TypeOf(d.v).Elem().Name()); err != nil {
 			return nil, fmt.Errorf("%s: %w", d.file, err)
 		}
 		var buf bytes.Buffer
@@ -153,6 +155,7 @@ var refinements = []struct {
 	{"FileAction", "path", pattern(schema.AbsPathPattern)},
 	{"FileAction", "mode", pattern(schema.ModePattern)},
 	{"FileAction", "owner", minLength},
+	{"Plugin", "name", pattern(schema.TaskNamePattern)},
 }
 
 func pattern(p string) func(*jsonschema.Schema) {
@@ -169,10 +172,13 @@ func annotations(s *jsonschema.Schema) {
 	s.PropertyNames = &jsonschema.Schema{Pattern: schema.LabelPattern}
 }
 
-func refine(root *jsonschema.Schema) error {
+func refine(root *jsonschema.Schema, rootName string) error {
 	// The root document is expanded in place, so look it up under its
 	// own name as well as in $defs.
 	lookup := func(def string) *jsonschema.Schema {
+		if def == rootName {
+			return root
+		}
 		if d, ok := root.Definitions[def]; ok {
 			return d
 		}
