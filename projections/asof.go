@@ -37,12 +37,12 @@ func AsOf(ctx context.Context, h *History, until string, at time.Time, keep Rete
 		return Snapshot{}, err
 	}
 	recs.Retain(at, keep)
-	from, err := h.HeartbeatsFrom(ctx)
+	trimmed, err := h.HeartbeatsTrimmed(ctx)
 	if err != nil {
 		return Snapshot{}, err
 	}
 	s := Snapshot{Records: recs, At: at, coarse: map[int]bool{}, keys: h.keys}
-	for n, t := range from {
+	for n, t := range trimmed {
 		if t.After(at.Add(-HeartbeatCheckpoint)) {
 			s.coarse[n] = true
 		}

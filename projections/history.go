@@ -105,17 +105,17 @@ func (h *History) Fold(ctx context.Context, until string) (Records, error) {
 	return recs, nil
 }
 
-// HeartbeatsFrom returns, per shard, when the oldest heartbeat still kept
-// was recorded (zero for an empty stream): before it, a worker's liveness
+// HeartbeatsTrimmed returns, per shard, the line below which its
+// heartbeats were trimmed (absent if never): before it, a worker's liveness
 // is known only from the event store's checkpoints.
-func (h *History) HeartbeatsFrom(ctx context.Context) (map[int]time.Time, error) {
+func (h *History) HeartbeatsTrimmed(ctx context.Context) (map[int]time.Time, error) {
 	out := map[int]time.Time{}
-	for n, s := range h.keys.HeartbeatShards() {
-		first, err := streams.First(ctx, h.rdb, s)
+	for n := range h.keys.HeartbeatShards() {
+		st, err := streams.ReadArchiveState(ctx, h.rdb, h.keys, n)
 		if err != nil {
 			return nil, err
 		}
-		if t, ok := streams.IDTime(first); ok && first != "" {
+		if t, ok := streams.IDTime(st.HeartbeatsTrimmed); ok && st.HeartbeatsTrimmed != "" {
 			out[n] = t
 		}
 	}

@@ -183,7 +183,8 @@ func (j *Janitor) trimStreams(ctx context.Context, now time.Time, keep Retention
 		trims = append(trims,
 			trim{KindEvents, streams.Trim{Stream: j.keys.EventShard(n), Before: streams.IDAt(now.Add(-keep.Events)),
 				Archive: j.keys.ArchiveState(n), RequireArchive: !keep.TrimUnarchived}},
-			trim{KindHeartbeats, streams.Trim{Stream: j.keys.HeartbeatShard(n), Before: streams.IDAt(now.Add(-keep.Heartbeats))}})
+			trim{KindHeartbeats, streams.Trim{Stream: j.keys.HeartbeatShard(n), Before: streams.IDAt(now.Add(-keep.Heartbeats)),
+				Archive: j.keys.ArchiveState(n), Heartbeats: true}})
 	}
 	// Dispatch and control streams: once the agents group has read and
 	// acknowledged an entry it is of no more use (the submission is in the

@@ -27,7 +27,7 @@ import (
 //	celeroot:<c>:{ev:<n>}:fence:<task>   hash   attempt epoch and state of a task in shard n
 //	celeroot:<c>:{ev:<n>}:task:<task>    hash   task projection, in its shard's slot
 //	celeroot:<c>:{ev:<n>}:heartbeats     stream every heartbeat of shard n's workers (short retention)
-//	celeroot:<c>:{ev:<n>}:archive        hash   shard n's archive watermark and trim line
+//	celeroot:<c>:{ev:<n>}:archive        hash   shard n's archive watermark, its trim lines
 //	celeroot:<c>:{w:<host>}:dispatch     stream tasks sent to one worker
 //	celeroot:<c>:{w:<host>}:control      stream commands to one worker (drain, cancel)
 //	celeroot:<c>:{w:<host>}:worker       hash   worker projection

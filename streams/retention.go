@@ -42,11 +42,12 @@ end
 `
 
 // trimScript trims KEYS[1] below the cut described above. KEYS[2], if
-// given, is the stream's archive state hash: with ARGV[4] == '1' nothing
-// above its watermark goes, and the trim line is recorded there. ARGV[1] is
-// the policy line, ARGV[2] the most entries to remove in one call, ARGV[3]
-// '1' to compute the cut only, ARGV[5] '1' to keep everything of a stream
-// that no consumer group reads. It returns {removed, cut, what limited it}.
+// given, is the shard's archive state hash: with ARGV[4] == '1' nothing
+// above its watermark goes, and the highest cut is recorded there in the
+// field ARGV[6]. ARGV[1] is the policy line, ARGV[2] the most entries to
+// remove in one call, ARGV[3] '1' to compute the cut only, ARGV[5] '1' to
+// keep everything of a stream that no consumer group reads. It returns
+// {removed, cut, what limited it}.
 var trimScript = redis.NewScript(LuaCompareIDs + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', 'the stream is empty'} end
 local cut, why = ARGV[1], 'retention'
@@ -68,9 +69,9 @@ for _, g in ipairs(groups) do
 end
 if ARGV[3] == '1' then return {0, cut, why} end
 local n = redis.call('XTRIM', KEYS[1], 'MINID', '~', cut, 'LIMIT', ARGV[2])
-if KEYS[2] and n > 0 then
-  local prev = redis.call('HGET', KEYS[2], 'trimmed')
-  if not prev or less(prev, cut) then redis.call('HSET', KEYS[2], 'trimmed', cut) end
+if KEYS[2] and n > 0 and ARGV[6] ~= '' then
+  local prev = redis.call('HGET', KEYS[2], ARGV[6])
+  if not prev or less(prev, cut) then redis.call('HSET', KEYS[2], ARGV[6], cut) end
 end
 return {n, cut, why}
 `)
@@ -81,9 +82,12 @@ type Trim struct {
 	// Before is the policy line: entries with lower IDs are old enough to
 	// go. An entry ID or a bare millisecond time.
 	Before string
-	// Archive is the stream's archive state hash (event store shards
-	// only); "" for other streams.
+	// Archive is the shard's archive state hash, for the event store and
+	// heartbeat streams ("" for other streams): the trim line is recorded
+	// there (field trimmed, or heartbeats_trimmed for a heartbeat stream).
 	Archive string
+	// Heartbeats says the stream is a heartbeat stream.
+	Heartbeats bool
 	// RequireArchive keeps everything above the archive watermark.
 	RequireArchive bool
 	// NeedGroup keeps everything of a stream no consumer group reads
@@ -128,9 +132,13 @@ func TrimBelow(ctx context.Context, rdb redis.UniversalClient, t Trim) (TrimResu
 		}
 		return "0"
 	}
+	field := "trimmed"
+	if t.Heartbeats {
+		field = "heartbeats_trimmed"
+	}
 	res := TrimResult{Stream: t.Stream}
 	for i := 0; i < maxTrimCalls; i++ {
-		out, err := trimScript.Run(ctx, rdb, keys, t.Before, trimBatch, flag(t.DryRun), flag(t.RequireArchive), flag(t.NeedGroup)).Slice()
+		out, err := trimScript.Run(ctx, rdb, keys, t.Before, trimBatch, flag(t.DryRun), flag(t.RequireArchive), flag(t.NeedGroup), field).Slice()
 		if err != nil {
 			return res, fmt.Errorf("trim %s: %w", t.Stream, err)
 		}
@@ -244,6 +252,8 @@ type ArchiveState struct {
 	Archived string
 	// Trimmed is the highest cut the shard was trimmed below ("" if never).
 	Trimmed string
+	// HeartbeatsTrimmed is the same for the shard's heartbeat stream.
+	HeartbeatsTrimmed string
 	// ArchiveID names the archive the entries went to.
 	ArchiveID string
 	// At is when the watermark last moved.
@@ -256,7 +266,7 @@ func ReadArchiveState(ctx context.Context, rdb redis.UniversalClient, keys Keys,
 	if err != nil {
 		return ArchiveState{}, fmt.Errorf("read archive state of shard %d: %w", n, err)
 	}
-	st := ArchiveState{Archived: m["archived"], Trimmed: m["trimmed"], ArchiveID: m["archive_id"]}
+	st := ArchiveState{Archived: m["archived"], Trimmed: m["trimmed"], HeartbeatsTrimmed: m["heartbeats_trimmed"], ArchiveID: m["archive_id"]}
 	if ms, err := strconv.ParseInt(m["archived_at"], 10, 64); err == nil {
 		st.At = time.UnixMilli(ms)
 	}
