@@ -280,11 +280,11 @@ func printPass(w io.Writer, rep projections.JanitorReport, dry bool) {
 	}
 	fmt.Fprintf(w, "Dead letters:  %d (cap about %d)\n\n", rep.DeadLetters, streams.MaxDeadLetters)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "STREAM\tTRIMMED\tKEPT FROM\tLIMITED BY")
+	fmt.Fprintln(tw, "STREAM\tTRIMMED\tTRIM LINE\tLIMITED BY")
 	for _, t := range rep.Trims {
 		cut := describeID(t.Cut)
 		if t.Cut == "0-0" {
-			cut = "the start"
+			cut = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Stream, t.Removed, cut, orDash(t.Limit))
 	}
