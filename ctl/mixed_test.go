@@ -362,36 +362,13 @@ func TestLongMixedRun(t *testing.T) {
 }
 
 // allRecords reads every record of a projection namespace.
-func allRecords(t *testing.T, rdb redis.UniversalClient, k streams.Keys) map[string]map[string]string {
+func allRecords(t *testing.T, rdb redis.UniversalClient, k streams.Keys) projections.Records {
 	t.Helper()
-	ctx := context.Background()
-	store := projections.NewStoreAt(rdb, k)
-	out := map[string]map[string]string{}
-	hosts, err := rdb.SMembers(ctx, k.WorkerIndex()).Result()
+	recs, err := projections.NewStoreAt(rdb, k).Records(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tasks, err := rdb.ZRange(ctx, k.TaskIndex(), 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	read := func(ref projections.Ref) projections.Record {
-		r, err := store.Record(ctx, ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[string(ref.Kind)+" "+ref.ID] = r
-		return r
-	}
-	for _, h := range hosts {
-		read(projections.Ref{Kind: projections.KindWorker, ID: h})
-	}
-	for _, id := range tasks {
-		if job := read(projections.Ref{Kind: projections.KindTask, ID: id})["job"]; job != "" {
-			read(projections.Ref{Kind: projections.KindJob, ID: job})
-		}
-	}
-	return out
+	return recs
 }
 
 // settle runs a projector until it has applied every event there is.

@@ -395,3 +395,49 @@ func deleteNamespace(ctx context.Context, rdb redis.UniversalClient, keys stream
 	})
 	return err
 }
+
+// Records returns every record of the store's namespace that its indexes
+// reach: every indexed worker and task, and the jobs of those tasks (for
+// comparing namespaces; it reads one record per round trip).
+func (s *Store) Records(ctx context.Context) (Records, error) {
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := s.rdb.SMembers(ctx, k.WorkerIndex()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read worker index: %w", err)
+	}
+	tasks, err := s.rdb.ZRange(ctx, k.TaskIndex(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read task index: %w", err)
+	}
+	at := NewStoreAt(s.rdb, k)
+	out := Records{}
+	read := func(ref Ref) (Record, error) {
+		r, err := at.Record(ctx, ref)
+		if err == nil {
+			out[ref] = r
+		}
+		return r, err
+	}
+	for _, h := range hosts {
+		if _, err := read(Ref{KindWorker, h}); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range tasks {
+		r, err := read(Ref{KindTask, id})
+		if err != nil {
+			return nil, err
+		}
+		if job := r["job"]; job != "" {
+			if _, done := out[Ref{KindJob, job}]; !done {
+				if _, err := read(Ref{KindJob, job}); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
+}

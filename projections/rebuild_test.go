@@ -15,33 +15,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// records reads every record of namespace v that the index keys and the
-// task records name.
-func (fx *fixture) records(v int) map[projections.Ref]projections.Record {
+// records reads every record of namespace v.
+func (fx *fixture) records(v int) projections.Records {
 	fx.t.Helper()
-	ctx := context.Background()
-	k := fx.keys.WithProjections(v)
-	store := projections.NewStoreAt(fx.rdb, k)
-	out := map[projections.Ref]projections.Record{}
-	hosts, err := fx.rdb.SMembers(ctx, k.WorkerIndex()).Result()
+	recs, err := projections.NewStoreAt(fx.rdb, fx.keys.WithProjections(v)).Records(context.Background())
 	fx.check(err)
-	tasks, err := fx.rdb.ZRange(ctx, k.TaskIndex(), 0, -1).Result()
-	fx.check(err)
-	read := func(ref projections.Ref) projections.Record {
-		r, err := store.Record(ctx, ref)
-		fx.check(err)
-		out[ref] = r
-		return r
-	}
-	for _, h := range hosts {
-		read(projections.Ref{Kind: projections.KindWorker, ID: h})
-	}
-	for _, id := range tasks {
-		if job := read(projections.Ref{Kind: projections.KindTask, ID: id})["job"]; job != "" {
-			read(projections.Ref{Kind: projections.KindJob, ID: job})
-		}
-	}
-	return out
+	return recs
 }
 
 // A rebuild writes a fresh fold into a new namespace equal to the one
