@@ -40,6 +40,7 @@ import (
 //	celeroot:<c>:{idem}:<sha256(key)>    string task ids submitted with an idempotency key
 //	celeroot:<c>:{sched}:state           hash   per schedule: last:<s> slot ms, paused:<s>, lastjob:<s>
 //	celeroot:<c>:{sched}:fires           stream schedule events (fired, skipped, paused, resumed)
+//	celeroot:<c>:{raw}:<name>            stream `celeroot bench raw` only (a throwaway cluster)
 
 // Consumer group names.
 const (
@@ -217,6 +218,10 @@ func (k Keys) ScheduleState() string { return k.key("sched", "state") }
 
 // ScheduleFires is the stream of schedule events.
 func (k Keys) ScheduleFires() string { return k.key("sched", "fires") }
+
+// RawStream is a stream of `celeroot bench raw`, the bare Redis Streams
+// cycle the full path is compared with; name is "tasks" or "results".
+func (k Keys) RawStream(name string) string { return k.key("raw", name) }
 
 // LoadKeys returns the key builder of cluster with the shard count recorded
 // in the cluster's metadata. The first process to see the cluster records
