@@ -62,6 +62,19 @@ type agent struct {
 // freeSlots is the number of task slots free now.
 func (a *agent) freeSlots() int { return cap(a.slots) - len(a.slots) }
 
+// takeSlots takes up to n free task slots without waiting and returns how
+// many it took.
+func (a *agent) takeSlots(n int) int {
+	for i := range n {
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			return i
+		}
+	}
+	return n
+}
+
 // release frees one task slot and wakes the dispatchers waiting for one.
 func (a *agent) release() {
 	<-a.slots

@@ -88,7 +88,9 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		if len(d.backlog) > 0 && free > 0 {
 			// Entries read are this worker's now: run them even if the
 			// agent is stopping (they then end within the grace period).
-			n := min(free, len(d.backlog))
+			// Another dispatcher may take slots meanwhile: start only as
+			// many as this one gets.
+			n := d.a.takeSlots(min(free, len(d.backlog)))
 			d.start(d.backlog[:n], &wg)
 			d.backlog = append(d.backlog[:0], d.backlog[n:]...)
 			continue
@@ -146,12 +148,14 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// start starts msgs (no more than the free slots) in one round trip and
-// runs each in its own goroutine.
+// start starts msgs, whose slots are taken, in one round trip and runs
+// each in its own goroutine.
 func (d *dispatcher) start(msgs []streams.Message, wg *sync.WaitGroup) {
+	if len(msgs) == 0 {
+		return
+	}
 	jobs := make([]*job, len(msgs))
 	for i, m := range msgs {
-		d.a.slots <- struct{}{}
 		jobs[i] = d.prepare(m)
 	}
 	d.startAll(jobs)

@@ -171,6 +171,23 @@ Examples:
 				Action: benchAction(runFootprint),
 			},
 			{
+				Name:  "raw",
+				Usage: "the bare Redis Streams cycle, for comparison: XADD, XREADGROUP, XADD a result and XACK",
+				Description: `The ceiling the full path is compared with, on the same Redis at the same
+time: tasks of 200 bytes appended in pipelines of 1000, read by K consumers
+in reads of up to 1000, each answered with a result entry and acknowledged,
+pipelined. No fence, no event envelope, no projection.
+
+Examples:
+  celeroot bench raw
+  celeroot bench raw --tasks 200000 --consumers 4`,
+				Flags: common(
+					&cli.IntFlag{Name: "tasks", Usage: "tasks", Value: 500000},
+					&cli.IntFlag{Name: "consumers", Usage: "consumers", Value: 4},
+				),
+				Action: benchAction(runRaw),
+			},
+			{
 				Name:  "all",
 				Usage: "every scenario, one after the other (--short: small sizes, for a quick check)",
 				Description: `Examples:
@@ -1280,6 +1297,7 @@ func benchAll(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	quick := map[string][]string{
+		"raw":        {"--tasks", "50000"},
 		"throughput": {"--tasks", "5000"},
 		"latency":    {"--duration", "2s", "--rate", "1000"},
 		"fanout":     {"--workers", "200"},
@@ -1294,7 +1312,7 @@ func benchAll(ctx context.Context, cmd *cli.Command) error {
 		}
 	}
 	var results []benchResult
-	for _, name := range []string{"throughput", "latency", "fanout", "fleet", "rebuild", "footprint"} {
+	for _, name := range []string{"raw", "throughput", "latency", "fanout", "fleet", "rebuild", "footprint"} {
 		args := append(append([]string{"celeroot"}, global...), "bench", name, "-o", "json")
 		if cmd.Bool("keep") {
 			args = append(args, "--keep")
@@ -1330,4 +1348,92 @@ func benchAll(ctx context.Context, cmd *cli.Command) error {
 		return nil
 	}
 	return printBench(cmd.Root().Writer, format, results)
+}
+
+// runRaw is the bare Redis Streams cycle the full path is measured
+// against: pipelined XADD of a 200-byte task, XREADGROUP by K consumers,
+// then XADD of a result and XACK, pipelined, with no fence, no event, no
+// projection. Nothing else of celeroot runs.
+func runRaw(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, error) {
+	n, consumers := int(cmd.Int("tasks")), int(cmd.Int("consumers"))
+	params := b.machine(ctx)
+	params["tasks"], params["consumers"] = n, consumers
+	tasks, results := b.keys.RawStream("tasks"), b.keys.RawStream("results")
+	rdb, err := b.client(ctx, consumers+4)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer rdb.Close()
+	if err := streams.EnsureGroup(ctx, rdb, tasks, "raw"); err != nil {
+		return benchResult{}, err
+	}
+	payload := strings.Repeat("x", 200)
+	m, err := b.meter(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, consumers+1)
+	wg.Go(func() {
+		for lo := 0; lo < n; lo += 1000 {
+			_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for range min(1000, n-lo) {
+					p.XAdd(ctx, &redis.XAddArgs{Stream: tasks, Values: []any{"data", payload}})
+				}
+				return nil
+			})
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
+	for c := range consumers {
+		wg.Go(func() {
+			for done.Load() < int64(n) && ctx.Err() == nil {
+				res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "raw", Consumer: fmt.Sprint("c", c),
+					Streams: []string{tasks, ">"}, Count: 1000, Block: 100 * time.Millisecond}).Result()
+				if errors.Is(err, redis.Nil) {
+					continue
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+				var ids []string
+				_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for _, st := range res {
+						for _, msg := range st.Messages {
+							ids = append(ids, msg.ID)
+							p.XAdd(ctx, &redis.XAddArgs{Stream: results, Values: []any{"task", msg.ID, "outcome", "succeeded"}})
+						}
+					}
+					if len(ids) > 0 {
+						p.XAck(ctx, tasks, "raw", ids...)
+					}
+					return nil
+				})
+				if err != nil {
+					errc <- err
+					return
+				}
+				done.Add(int64(len(ids)))
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return benchResult{}, err
+	}
+	u, err := m.read(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	res := benchResult{Scenario: "raw", Params: params}
+	res.add("tasks per second", float64(n)/u.wall.Seconds(), "tasks/s")
+	res.add("elapsed", u.wall.Seconds(), "s")
+	res.addUsage(u, n)
+	return res, nil
 }

@@ -42,7 +42,11 @@ func runBench(t *testing.T, url string, args ...string) benchFigures {
 func TestBenchScenarios(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
-			figs := runBench(t, srv.URL, "throughput", "--tasks", "300", "--agents", "2", "--concurrency", "16")
+			figs := runBench(t, srv.URL, "raw", "--tasks", "3000", "--consumers", "2")
+			if figs["tasks per second"] <= 0 || figs["Redis commands per task"] < 2 {
+				t.Errorf("raw figures = %v; want tasks per second and at least 2 commands per task", figs)
+			}
+			figs = runBench(t, srv.URL, "throughput", "--tasks", "300", "--agents", "2", "--concurrency", "16")
 			if figs["tasks per second"] <= 0 || figs["Redis commands per task"] <= 0 || figs["round trips per task"] <= 0 {
 				t.Errorf("throughput figures = %v; want tasks per second, commands and round trips per task", figs)
 			}

@@ -21,17 +21,21 @@ var ErrNotFound = errors.New("projections: not found")
 // guard's fields are written only if the patch's order (a stream entry ID)
 // is newer than the guard's current order, compared as numbers (as
 // strings, "9-0" would sort after "10-0"). Per record, ARGV holds the
-// number of guards, then per guard: its name, its order, its number of
-// fields, and the field/value pairs. A record costs one HMGET and at most
+// number of guards, then per guard: the field holding its order
+// (VersionPrefix and its name), its order, its number of fields, and the
+// field/value pairs. A record costs one HMGET and at most
 // one HSET. Each guard appears at most once per record (the caller keeps
 // the newest patch of a guard).
 var applyScript = redis.NewScript(`
 local function newer(a, b)
   if not b then return true end
-  local bm, bs = string.match(b, "^(%d+)-(%d+)$")
-  if not bm then return true end
-  local am, as = string.match(a, "^(%d+)-(%d+)$")
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if not db then return true end
+  -- The same number of digits in both parts: the strings compare as the numbers do.
+  if da == db and #a == #b then return a > b end
+  local am, as = tonumber(string.sub(a, 1, da - 1)), tonumber(string.sub(a, da + 1))
+  local bm, bs = tonumber(string.sub(b, 1, db - 1)), tonumber(string.sub(b, db + 1))
+  if not bm or not bs then return true end
   return am > bm or (am == bm and as > bs)
 end
 local i, applied = 1, 0
@@ -40,24 +44,26 @@ for k = 1, #KEYS do
   i = i + 1
   local names, at = {}, {}
   for x = 1, g do
-    names[x] = '` + VersionPrefix + `' .. ARGV[i]
+    names[x] = ARGV[i]
     at[x] = i
     i = i + 3 + 2 * tonumber(ARGV[i + 2])
   end
   local cur = redis.call('HMGET', KEYS[k], unpack(names))
-  local set = {}
+  local set, n = {}, 0
   for x = 1, g do
     local p = at[x]
     if newer(ARGV[p + 1], cur[x]) then
-      set[#set + 1] = names[x]
-      set[#set + 1] = ARGV[p + 1]
+      set[n + 1] = ARGV[p]
+      set[n + 2] = ARGV[p + 1]
+      n = n + 2
       for y = p + 3, p + 2 + 2 * tonumber(ARGV[p + 2]) do
-        set[#set + 1] = ARGV[y]
+        n = n + 1
+        set[n] = ARGV[y]
       end
       applied = applied + 1
     end
   end
-  if #set > 0 then redis.call('HSET', KEYS[k], unpack(set)) end
+  if n > 0 then redis.call('HSET', KEYS[k], unpack(set, 1, n)) end
 end
 return applied
 `)
@@ -204,7 +210,7 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 			c.args = append(c.args, len(part))
 			for _, g := range part {
 				p := r.guards[g]
-				c.args = append(c.args, g, p.Order, len(p.Fields))
+				c.args = append(c.args, VersionPrefix+g, p.Order, len(p.Fields))
 				for k, v := range p.Fields {
 					c.args = append(c.args, k, v)
 				}

@@ -44,6 +44,7 @@ import (
 //	celeroot:<c>:{sched}:fires           stream schedule events (fired, skipped, paused, resumed)
 //	celeroot:<c>:{meta}:janitor          string lease of the retention pass running now
 //	celeroot:<c>:{meta}:archiver         string lease of the archive run running now
+//	celeroot:<c>:{raw}:<name>            stream `celeroot bench raw` only (a throwaway cluster)
 //
 // Projections are versioned: a rebuild writes a new namespace and switches
 // to it by changing the "projections" field of the metadata hash. Version
@@ -333,6 +334,10 @@ func (k Keys) ScheduleState() string { return k.key("sched", "state") }
 
 // ScheduleFires is the stream of schedule events.
 func (k Keys) ScheduleFires() string { return k.key("sched", "fires") }
+
+// RawStream is a stream of `celeroot bench raw`, the bare Redis Streams
+// cycle the full path is compared with; name is "tasks" or "results".
+func (k Keys) RawStream(name string) string { return k.key("raw", name) }
 
 // LoadKeys returns the key builder of cluster with the shard count recorded
 // in the cluster's metadata and the projection namespace currently served.
