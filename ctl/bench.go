@@ -749,30 +749,35 @@ func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 	if err != nil {
 		return benchResult{}, err
 	}
+	// A pool of submitters fed at the pace: a slow submission holds back
+	// only its own submitter, not the schedule.
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	sem := make(chan struct{}, 64)
+	due := make(chan string, 1024)
+	for range 64 {
+		wg.Go(func() {
+			for id := range due {
+				e := src.New(events.TaskSubmitted{TaskID: id, Task: "command", Argv: []string{"true"},
+					Route: events.RouteQueue, Target: benchRole}, events.WithCorrelation(id))
+				if _, err := log.Submit(ctx, e); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
 	start := time.Now()
 	for i := range total {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
 		id := ulid.Make().String()
 		ids = append(ids, id)
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			e := src.New(events.TaskSubmitted{TaskID: id, Task: "command", Argv: []string{"true"},
-				Route: events.RouteQueue, Target: benchRole}, events.WithCorrelation(id))
-			if _, err := log.Submit(ctx, e); err != nil {
-				failed.Add(1)
-			}
-		})
+		due <- id
 		if ctx.Err() != nil {
 			break
 		}
 	}
+	close(due)
 	wg.Wait()
 	offered := time.Since(start)
 	if n := failed.Load(); n > 0 {
