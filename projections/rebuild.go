@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/celeroot/celeroot/streams"
@@ -20,8 +22,8 @@ type Mismatch struct {
 	Stored, Folded map[string]string
 }
 
-// fold is a fresh fold of the history that remembers which fields each
-// guard of each record writes.
+// fold is a fresh fold of the history that remembers, when fieldsOf is
+// set (for Verify), which fields each guard of each record writes.
 type fold struct {
 	recs     Records
 	fieldsOf map[Ref]map[string][]string // guard -> fields
@@ -29,12 +31,18 @@ type fold struct {
 
 func newFold() *fold { return &fold{recs: Records{}, fieldsOf: map[Ref]map[string][]string{}} }
 
+// newPlainFold is a fold that only keeps the records (for a rebuild).
+func newPlainFold() *fold { return &fold{recs: Records{}} }
+
 func (f *fold) add(e streams.Entry) error {
 	if e.Err != nil {
 		return nil // dead-lettered by the projector; not part of any view
 	}
 	for _, p := range Reduce(e.Envelope, e.ID) {
 		f.recs.Apply(p)
+		if f.fieldsOf == nil {
+			continue
+		}
 		g := f.fieldsOf[p.Ref]
 		if g == nil {
 			g = map[string][]string{}
@@ -262,15 +270,11 @@ func rebuild(ctx context.Context, h *History, opts RebuildOptions) (RebuildResul
 		return cause
 	}
 
-	f := newFold()
-	if err := h.foldTo(ctx, f, func(n int) string { return evEnds[n] }, func(n int) string { return hbEnds[n] }); err != nil {
+	records, err := h.foldShards(ctx, nk, evEnds, hbEnds, opts)
+	if err != nil {
 		return res, discard(err)
 	}
-	f.recs.Retain(opts.Now(), opts.Retention)
-	if err := writeRecords(ctx, rdb, nk, f.recs); err != nil {
-		return res, discard(err)
-	}
-	res.Records = len(f.recs)
+	res.Records = records
 
 	n, err := catchUp(ctx, rdb, nk, opts)
 	if err != nil {
@@ -282,6 +286,73 @@ func rebuild(ctx context.Context, h *History, opts RebuildOptions) (RebuildResul
 	}
 	opts.Logger.Info("projections switched", "from", prev, "to", v, "records", res.Records, "caught_up", n)
 	return res, nil
+}
+
+// foldShards folds the history shard by shard, a few shards at a time,
+// and writes each shard's records into the namespace of nk as soon as its
+// fold is done, so that only the shards being folded are held in memory.
+// A task's and a worker's events are all in their own shard; a job's are
+// in the shards of its tasks, each task's part of the job record a guard of
+// its own, so the parts of a job folded in different shards are joined
+// (their fields never overlap) and written last. It returns the number of
+// records written.
+func (h *History) foldShards(ctx context.Context, nk streams.Keys, evEnds, hbEnds map[int]string, opts RebuildOptions) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu      sync.Mutex
+		jobs    = Records{}
+		records int
+		wg      sync.WaitGroup
+	)
+	sem := make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), 4)))
+	for n := range h.keys.EventShards() {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f := newPlainFold()
+			if err := h.Events(ctx, n, "-", evEnds[n], f.add); err != nil {
+				cancel(err)
+				return
+			}
+			if err := h.Heartbeats(ctx, n, hbEnds[n], f.add); err != nil {
+				cancel(err)
+				return
+			}
+			f.recs.Retain(opts.Now(), opts.Retention)
+			shardJobs := Records{}
+			for ref, r := range f.recs {
+				if ref.Kind == KindJob {
+					shardJobs[ref] = r
+					delete(f.recs, ref)
+				}
+			}
+			if err := writeRecords(ctx, h.rdb, nk, f.recs); err != nil {
+				cancel(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			records += len(f.recs)
+			for ref, r := range shardJobs {
+				if jobs[ref] == nil {
+					jobs[ref] = r
+					continue
+				}
+				for k, v := range r {
+					jobs[ref][k] = v
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return 0, err
+	}
+	if err := writeRecords(ctx, h.rdb, nk, jobs); err != nil {
+		return 0, err
+	}
+	return records + len(jobs), nil
 }
 
 // writeRecords writes a fold into an unused namespace, with its indexes.
