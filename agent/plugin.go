@@ -116,11 +116,14 @@ type pluginSet struct {
 }
 
 func newPluginSet(dir string, timeout time.Duration, lg *slog.Logger) (*pluginSet, error) {
-	v, err := schema.NewValidator()
-	if err != nil {
-		return nil, err
-	}
+	// The validator (compiling the schemas takes milliseconds) is needed
+	// only to read plugins' descriptions.
+	var v *schema.Validator
 	if dir != "" {
+		var err error
+		if v, err = schema.NewValidator(); err != nil {
+			return nil, err
+		}
 		if dir, err = filepath.Abs(dir); err != nil {
 			return nil, fmt.Errorf("plugin directory: %w", err)
 		}
