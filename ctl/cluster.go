@@ -123,7 +123,7 @@ func gatherCluster(ctx context.Context, e *env, now time.Time, snap *projections
 			return v, err
 		}
 		v.Revision, bundle = rev, b
-		if workers, err = projections.NewStore(e.rdb, e.keys).Workers(ctx); err != nil {
+		if workers, err = projections.NewStore(e.rdb, e.keys).WorkerStates(ctx); err != nil {
 			return v, err
 		}
 	}

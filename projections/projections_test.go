@@ -320,3 +320,58 @@ func TestWorkerPlugins(t *testing.T) {
 		}
 	}
 }
+
+// WorkerStates, the lean read of cluster status, derives the same role,
+// state and revision as the full read, whatever the worker's life.
+func TestWorkerStatesMatchWorkers(t *testing.T) {
+	for _, srv := range streamstest.Servers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, _ := streams.NewKeys(streamstest.ClusterName(t), 0)
+			store := projections.NewStore(srv.Client(t), keys)
+			src := events.Source{Cluster: "c"}
+			var msgs []streams.Message
+			add := func(p events.Payload, age time.Duration) {
+				e := src.New(p)
+				e.Time = time.Now().Add(-age)
+				msgs = append(msgs, streams.Message{ID: fmt.Sprintf("%d-%d", time.Now().UnixMilli(), len(msgs)), Envelope: e})
+			}
+			reg := func(h string) events.WorkerRegistered {
+				return events.WorkerRegistered{Hostname: h, Role: "web", Labels: map[string]string{"tier": "web"}, Tasks: []string{"command"}, HeartbeatMS: 1000}
+			}
+			add(reg("healthy"), 0)
+			add(events.WorkerHeartbeat{Hostname: "healthy", Seq: 1, HeartbeatMS: 1000, Revision: 3}, 0)
+			add(reg("silent"), time.Minute)
+			add(reg("draining"), 0)
+			add(events.WorkerHeartbeat{Hostname: "draining", Seq: 1, HeartbeatMS: 1000, Draining: true, Running: 2}, 0)
+			add(reg("gone"), 0)
+			add(events.WorkerLeft{Hostname: "gone", Reason: "stopped"}, 0)
+			add(events.WorkerExpected{Hostname: "soon", Role: "db"}, 0)
+			add(reg("restarted"), 0)
+			add(events.WorkerHeartbeat{Hostname: "restarted", Seq: 9, HeartbeatMS: 1000, Draining: true}, 0)
+			add(reg("restarted"), 0)
+			if err := store.Apply(ctx, msgs); err != nil {
+				t.Fatal(err)
+			}
+			full, err := store.Workers(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lean, err := store.WorkerStates(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			summary := func(ws []projections.Worker) []string {
+				var out []string
+				for _, w := range ws {
+					out = append(out, fmt.Sprintf("%s %s %s rev %d running %d", w.Hostname, w.Role, w.State(now), w.Revision, w.Running))
+				}
+				return out
+			}
+			if diff := cmp.Diff(summary(full), summary(lean)); diff != "" || len(full) != 6 {
+				t.Errorf("WorkerStates differs from Workers (-full +lean):\n%s\n(%d workers)", diff, len(full))
+			}
+		})
+	}
+}

@@ -291,6 +291,51 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 	return out, nil
 }
 
+// stateFields are the fields of a worker record that its role, state and
+// config revision are derived from (see WorkerFromRecord).
+var stateFields = []string{"role", "version", "pid", "registered_at", "last_heartbeat", "running", "revision", "draining",
+	"hb_interval_ms", "heartbeat_ms", "left_at", "left_reason", "exp_role", "expected_at",
+	VersionPrefix + "left", VersionPrefix + "reg", VersionPrefix + "hb", VersionPrefix + "exp", VersionPrefix + "rm"}
+
+// WorkerStates returns every worker as Workers does, but read without its
+// labels, tasks and plugins: what `cluster status` needs (role, state,
+// revision), for a fraction of the bytes and none of the JSON decoding.
+func (s *Store) WorkerStates(ctx context.Context) ([]Worker, error) {
+	k, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := s.rdb.SMembers(ctx, k.WorkerIndex()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read worker index: %w", err)
+	}
+	cmds := make([]*redis.SliceCmd, len(hosts))
+	_, err = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, h := range hosts {
+			cmds[i] = pipe.HMGet(ctx, k.WorkerProjection(h), stateFields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read workers: %w", err)
+	}
+	out := make([]Worker, 0, len(hosts))
+	r := Record{}
+	for i, h := range hosts {
+		clear(r)
+		for j, v := range cmds[i].Val() {
+			if v, ok := v.(string); ok {
+				r[stateFields[j]] = v
+			}
+		}
+		if len(r) > 0 {
+			out = append(out, WorkerFromRecord(h, r))
+		}
+	}
+	sortWorkers(out)
+	return out, nil
+}
+
 func sortWorkers(out []Worker) {
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Role != out[j].Role {
