@@ -21,11 +21,12 @@ var ErrNotFound = errors.New("projections: not found")
 // guard's fields are written only if the patch's order (a stream entry ID)
 // is newer than the guard's current order, compared as numbers (as
 // strings, "9-0" would sort after "10-0"). Per record, ARGV holds the
-// number of guards, then per guard: the field holding its order
-// (VersionPrefix and its name), its order, its number of fields, and the
-// field/value pairs. A record costs one HMGET and at most
-// one HSET. Each guard appears at most once per record (the caller keeps
-// the newest patch of a guard).
+// number of guards, then per guard: its number of fields n, the field
+// holding its order (VersionPrefix and its name), its order, and the n
+// field/value pairs; from the order field on, a guard's arguments are an
+// HSET's, passed on as they are. A record costs one HMGET and one HSET per
+// newer guard. Each guard appears at most once per record (the caller
+// keeps the newest patch of a guard).
 var applyScript = redis.NewScript(`
 local function newer(a, b)
   if not b then return true end
@@ -44,26 +45,18 @@ for k = 1, #KEYS do
   i = i + 1
   local names, at = {}, {}
   for x = 1, g do
-    names[x] = ARGV[i]
     at[x] = i
-    i = i + 3 + 2 * tonumber(ARGV[i + 2])
+    names[x] = ARGV[i + 1]
+    i = i + 3 + 2 * tonumber(ARGV[i])
   end
   local cur = redis.call('HMGET', KEYS[k], unpack(names))
-  local set, n = {}, 0
   for x = 1, g do
     local p = at[x]
-    if newer(ARGV[p + 1], cur[x]) then
-      set[n + 1] = ARGV[p]
-      set[n + 2] = ARGV[p + 1]
-      n = n + 2
-      for y = p + 3, p + 2 + 2 * tonumber(ARGV[p + 2]) do
-        n = n + 1
-        set[n] = ARGV[y]
-      end
+    if newer(ARGV[p + 2], cur[x]) then
+      redis.call('HSET', KEYS[k], unpack(ARGV, p + 1, p + 2 + 2 * tonumber(ARGV[p])))
       applied = applied + 1
     end
   end
-  if n > 0 then redis.call('HSET', KEYS[k], unpack(set, 1, n)) end
 end
 return applied
 `)
@@ -210,7 +203,7 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 			c.args = append(c.args, len(part))
 			for _, g := range part {
 				p := r.guards[g]
-				c.args = append(c.args, VersionPrefix+g, p.Order, len(p.Fields))
+				c.args = append(c.args, len(p.Fields), VersionPrefix+g, p.Order)
 				for k, v := range p.Fields {
 					c.args = append(c.args, k, v)
 				}
