@@ -715,47 +715,77 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 		}
 	}
 	for {
+		// Every unfinished task's state in one round trip, then its
+		// output in another: output written before a task ended is then
+		// certainly read below, on a cluster too (where the two are on
+		// different nodes).
+		var open []int
+		for i := range ids {
+			if done[i] == nil {
+				open = append(open, i)
+			}
+		}
+		openIDs := make([]string, len(open))
+		logs := make([]string, len(open))
+		afters := make([]string, len(open))
+		for j, i := range open {
+			openIDs[j], logs[j], afters[j] = ids[i], e.keys.TaskLog(ids[i]), last[i]
+		}
+		tasks, err := store.TasksByID(ctx, openIDs)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[string]projections.Task, len(tasks))
+		for _, t := range tasks {
+			byID[t.ID] = t.At(time.Now())
+		}
+		for len(open) > 0 {
+			out, err := streams.AfterEach(ctx, e.rdb, logs, afters, 500)
+			if err != nil {
+				return nil, fmt.Errorf("read output: %w", err)
+			}
+			var more []int
+			for j, i := range open {
+				for _, en := range out[j] {
+					last[i], afters[j] = en.ID, en.ID
+					if l, ok := en.Envelope.Payload.(events.TaskLog); ok && en.Err == nil {
+						write(i, l.Stream, l.Data)
+					}
+				}
+				if len(out[j]) == 500 {
+					more = append(more, j)
+				}
+			}
+			if len(more) == 0 {
+				break
+			}
+			// Some logs have more: read on, those only.
+			var o []int
+			var l, a []string
+			for _, j := range more {
+				o, l, a = append(o, open[j]), append(l, logs[j]), append(a, afters[j])
+			}
+			open, logs, afters = o, l, a
+		}
 		remaining := 0
 		for i := range ids {
 			if done[i] != nil {
 				continue
 			}
-			remaining++
-			// Read the task's state before its output: output written before
-			// the task ended is then certainly read below.
-			t, err := store.Task(ctx, ids[i])
-			t = t.At(time.Now())
-			finished := err == nil && (t.Done() || t.State == projections.TaskExpired)
-			if err != nil && !errors.Is(err, projections.ErrNotFound) {
-				return nil, err
-			}
-			if err == nil {
+			t, ok := byID[ids[i]]
+			if ok {
 				states[i] = t.State
 			}
-			for {
-				entries, err := streams.After(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], 500)
-				if err != nil {
-					return nil, fmt.Errorf("read output of task %s: %w", ids[i], err)
-				}
-				for _, en := range entries {
-					last[i] = en.ID
-					if l, ok := en.Envelope.Payload.(events.TaskLog); ok && en.Err == nil {
-						write(i, l.Stream, l.Data)
-					}
-				}
-				if len(entries) < 500 {
-					break
+			if !ok || !(t.Done() || t.State == projections.TaskExpired) {
+				remaining++
+				continue
+			}
+			for stream, rest := range partial[i] {
+				if rest != "" {
+					write(i, stream, "\n")
 				}
 			}
-			if finished {
-				for stream, rest := range partial[i] {
-					if rest != "" {
-						write(i, stream, "\n")
-					}
-				}
-				done[i] = &t
-				remaining--
-			}
+			done[i] = &t
 		}
 		if show != nil {
 			show(states)
@@ -766,6 +796,20 @@ func follow(ctx context.Context, e *env, store *projections.Store, ids, labels [
 				out[i] = *t
 			}
 			return out, nil
+		}
+		if remaining == 1 {
+			// One task left: wait for its output with a blocking read, so
+			// it is printed as it comes, then look at its state again.
+			for i := range ids {
+				if done[i] == nil {
+					if err := streams.WaitAfter(ctx, e.rdb, e.keys.TaskLog(ids[i]), last[i], pollEvery); err != nil && ctx.Err() == nil {
+						return nil, err
+					}
+				}
+			}
+			if ctx.Err() == nil {
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():

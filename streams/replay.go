@@ -2,9 +2,11 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/celeroot/celeroot/events"
 	"github.com/redis/go-redis/v9"
@@ -119,6 +121,53 @@ func After(ctx context.Context, rdb redis.UniversalClient, stream, after string,
 		out[i] = entryOf(stream, m)
 	}
 	return out, nil
+}
+
+// AfterEach is After for several streams, in one round trip per node:
+// out[i] holds up to n entries of streams[i] after afters[i].
+func AfterEach(ctx context.Context, rdb redis.UniversalClient, streams, afters []string, n int64) ([][]Entry, error) {
+	cmds := make([]*redis.XMessageSliceCmd, len(streams))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, s := range streams {
+			start := "-"
+			if a := afters[i]; a != "" && a != "-" {
+				start = "(" + a
+			}
+			cmds[i] = p.XRangeN(ctx, s, start, "+", n)
+		}
+		return nil
+	})
+	if err != nil {
+		for i, c := range cmds {
+			if c.Err() != nil {
+				return nil, fmt.Errorf("read %s after %s: %w", streams[i], afters[i], c.Err())
+			}
+		}
+		return nil, fmt.Errorf("read %d streams: %w", len(streams), err)
+	}
+	out := make([][]Entry, len(streams))
+	for i, c := range cmds {
+		msgs := c.Val()
+		out[i] = make([]Entry, len(msgs))
+		for j, m := range msgs {
+			out[i][j] = entryOf(streams[i], m)
+		}
+	}
+	return out, nil
+}
+
+// WaitAfter waits up to block for an entry of stream after the entry id
+// after ("" for any), with a blocking XREAD, and returns as soon as one is
+// there (nothing, not an error, if none came).
+func WaitAfter(ctx context.Context, rdb redis.UniversalClient, stream, after string, block time.Duration) error {
+	if after == "" {
+		after = "0-0"
+	}
+	err := rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, after}, Count: 1, Block: block}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("wait for %s after %s: %w", stream, after, err)
+	}
+	return nil
 }
 
 // Lookup returns the entry id of stream; ok is false if it is not there
