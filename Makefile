@@ -52,14 +52,17 @@ dev:
 schema:
 	$(GO) generate ./schema/...
 
+# Every fuzzer in turn for FUZZTIME each (CI runs them for 10s each).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz FuzzParseTarget -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuantity -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzCron -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzParsePlugin -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz FuzzValidateParams -fuzztime $(FUZZTIME) ./schema/
 
 build:
 	$(GO) build -o bin/celeroot ./cmd/celeroot

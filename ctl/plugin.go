@@ -204,13 +204,13 @@ func (pt *pluginTask) checkParams(versions []*pluginVersion, raw map[string]stri
 // notServing returns the healthy workers a fan-out to target (all or
 // role:R) and selector skipped because they do not serve the plugin.
 func (pt *pluginTask) notServing(target string, selector map[string]string, workers []projections.Worker, now time.Time) []string {
-	if target != "all" && target != "role:all" && !strings.HasPrefix(target, "role:") {
+	t, err := events.ParseTarget(target)
+	if err != nil || !t.FanOut() {
 		return nil
 	}
-	role := strings.TrimPrefix(target, "role:")
 	var out []string
 	for _, w := range workers {
-		if (role == "all" || w.Role == role) && matchesSelector(w, selector) &&
+		if (t.All || w.Role == t.Role) && matchesSelector(w, selector) &&
 			w.State(now) == projections.WorkerHealthy && pt.byWorker[w.Hostname] == nil {
 			out = append(out, w.Hostname)
 		}

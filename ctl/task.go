@@ -551,23 +551,17 @@ func resolveTarget(ctx context.Context, store *projections.Store, target string,
 	}
 	now := time.Now()
 	canRun := func(w projections.Worker) bool { return len(w.Tasks) == 0 || slices.Contains(w.Tasks, task) }
+	parsed, err := events.ParseTarget(target)
+	if err != nil {
+		return nil, usagef("--target: %v", err)
+	}
 	var out []dispatchTarget
-	switch {
-	case target == "all" || target == "role:all" || strings.HasPrefix(target, "role:"):
-		if target == "role:all" {
-			target = "all" // the crontab form of the architecture document
-		}
-		role := strings.TrimPrefix(target, "role:")
-		if target != "all" {
-			if err := streams.ValidateName("role", role); err != nil {
-				return nil, usagef("--target: %v", err)
-			}
-		}
+	if parsed.FanOut() {
 		roles := map[string]bool{}
 		var unhealthy []string
 		for _, w := range workers {
 			roles[w.Role] = true
-			if target != "all" && w.Role != role {
+			if !parsed.All && w.Role != parsed.Role {
 				continue
 			}
 			if st := w.State(now); st != projections.WorkerHealthy {
@@ -591,9 +585,6 @@ func resolveTarget(ctx context.Context, store *projections.Store, target string,
 			return nil, errors.New(msg)
 		}
 		return out, nil
-	}
-	if err := streams.ValidateName("hostname", target); err != nil {
-		return nil, usagef("--target: %v (or use role:<role> or all)", err)
 	}
 	for _, w := range all {
 		if w.Hostname == target {

@@ -250,3 +250,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTarget checks that a target parses into exactly one kind, with a
+// valid name, and that its canonical form parses back to the same target.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"all", "role:all", "role:webserver", "web1", "web-1.example.com", "role:", "role:role:x", "ROLE:x", " all", "a..b", "-x", strings.Repeat("a", 254)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := ParseTarget(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("ParseTarget(%q): empty error", s)
+			}
+			return
+		}
+		kinds := 0
+		for _, set := range []bool{tg.All, tg.Role != "", tg.Host != ""} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			t.Fatalf("ParseTarget(%q) = %+v: want exactly one of all, role, host", s, tg)
+		}
+		if tg.Role != "" && ValidateName("role", tg.Role) != nil || tg.Host != "" && ValidateName("hostname", tg.Host) != nil {
+			t.Fatalf("ParseTarget(%q) = %+v: invalid name accepted", s, tg)
+		}
+		if tg.Host == "all" || strings.HasPrefix(tg.Host, "role:") {
+			t.Fatalf("ParseTarget(%q) = %+v: a fan-out taken for a hostname", s, tg)
+		}
+		back, err := ParseTarget(tg.String())
+		if err != nil || back != tg {
+			t.Fatalf("ParseTarget(%q) = %+v; its form %q parses to %+v, %v", s, tg, tg.String(), back, err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -148,6 +149,54 @@ func FuzzParsePlugin(f *testing.F) {
 		}
 		if p != nil && p.Hash() == "" {
 			t.Errorf("a description without a hash: %+v", p)
+		}
+	})
+}
+
+// FuzzValidateParams checks that no --param value makes ValidateParams
+// panic, that it returns values or errors (never both, never neither for a
+// given name), and that every error points at a parameter.
+func FuzzValidateParams(f *testing.F) {
+	src := task + `  params:
+    count: {schema: {type: integer, minimum: 1}, default: 3}
+    ratio: {schema: {type: number}}
+    force: {schema: {type: boolean}}
+    hosts: {schema: {type: array, items: {type: string, pattern: "^[a-z0-9.-]+$"}, maxItems: 3}}
+    ports: {schema: {type: array, items: {type: integer}}}
+    extra: {schema: {type: object}}
+    level: {schema: {type: string, enum: [low, high]}}
+    either: {schema: {type: [integer, string]}}
+    name: {schema: {type: string, maxLength: 8}, required: true}
+  action:
+    command: ["echo", "{{ .params.name }}"]
+`
+	set, errs := Load("t.yaml", strings.NewReader(src))
+	if errs = append(errs, newValidator(f).Validate(set, nil)...); len(errs) != 0 {
+		f.Fatalf("task: %v", errs)
+	}
+	tk := set.Tasks[0]
+	for _, s := range [][2]string{{"count", "2"}, {"count", "0"}, {"ratio", "1e400"}, {"force", "yes"}, {"hosts", "a,b,c,d"},
+		{"hosts", `["a", 1]`}, {"ports", "1,x"}, {"extra", `{"a": [1, {"b": null}]}`}, {"level", "mid"}, {"either", "-0"}, {"nmae", "x"}, {"name", "ünïcødé"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		in := map[string]string{name: value}
+		if name != "name" {
+			in["name"] = "x"
+		}
+		out, errs := tk.ValidateParams(in)
+		if (out == nil) == (len(errs) == 0) {
+			t.Fatalf("ValidateParams(%q=%q) = %v, %v: want values or errors", name, value, out, errs)
+		}
+		for _, e := range errs {
+			if !strings.HasPrefix(e.Pointer, "/params") || e.Msg == "" {
+				t.Errorf("ValidateParams(%q=%q): malformed error %#v", name, value, e)
+			}
+		}
+		if out != nil {
+			if _, err := json.Marshal(out); err != nil {
+				t.Errorf("ValidateParams(%q=%q) = %v: values do not marshal: %v", name, value, out, err)
+			}
 		}
 	})
 }
