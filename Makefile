@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test ensure-redis bench check dev schema fuzz build soak mixed bench-status
+.PHONY: test ensure-redis bench check dev schema fuzz build soak mixed bench-status chaos
 
 # Full test suite, with the race detector, against real Redis servers that
 # the tests start themselves (streams/streamstest).
@@ -39,6 +39,16 @@ soak: ensure-redis
 # `make test` runs it with 300 tasks.
 mixed: ensure-redis
 	$(GO) test -race -count=1 -timeout 20m -run 'TestLongMixedRun' -v ./ctl/ -args -mixed-tasks=2000
+
+# The chaos scenarios at full size (10,000 tasks with agents killed at
+# random; pauses, Redis restarts with AOF always and everysec, a cluster
+# failover, a cut-off agent, Redis out of memory), each ending with the
+# invariant checker; the counts of every run are printed at the end.
+# `make test` runs each at a small size.
+chaos: ensure-redis
+	@rm -f chaos-report.jsonl
+	$(GO) test -race -count=1 -timeout 20m -run 'TestChaos' -v ./ctl/ -args -chaos-full -chaos-report=$(CURDIR)/chaos-report.jsonl | grep -E '^(=== RUN|--- |\s+chaos_test.go|ok|FAIL|PASS)'
+	@cat chaos-report.jsonl
 
 # The status benchmark: cluster status, workers list and task list over
 # projections of 10,000 workers and 100,000 tasks (single node and cluster).

@@ -34,6 +34,10 @@ Examples:
 			&cli.StringSliceFlag{Name: "label", Usage: "label k=v (repeatable)"},
 			&cli.IntFlag{Name: "concurrency", Usage: "tasks run at once", Value: agent.DefaultConcurrency},
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", Value: agent.DefaultHeartbeat},
+			&cli.DurationFlag{Name: "reclaim-idle", Value: agent.DefaultReclaimIdle,
+				Usage: "how long a queue task may go unacknowledged before another worker of the role takes it over (a running task renews its claim every third of this)"},
+			&cli.IntFlag{Name: "max-deliveries", Value: agent.DefaultMaxDeliveries,
+				Usage: "deliveries of a task without a result before it is dead-lettered"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Usage: "how long running tasks may finish after SIGTERM", Value: agent.DefaultShutdownTimeout},
 			&cli.BoolFlag{Name: "projector", Usage: "also maintain the projections (status views); run it in at least two agents", Value: true},
 			&cli.BoolFlag{Name: "janitor", Usage: "take turns at the retention pass (trimming streams, removing finished tasks and gone workers; one agent at a time runs it)", Value: true},
@@ -79,6 +83,12 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	if d := cmd.Duration("reclaim-idle"); d < 300*time.Millisecond {
+		return usagef("--reclaim-idle %s: must be at least 300ms (default %s)", d, agent.DefaultReclaimIdle)
+	}
+	if n := cmd.Int("max-deliveries"); n < 1 {
+		return usagef("--max-deliveries %d: must be at least 1 (default %d)", n, agent.DefaultMaxDeliveries)
+	}
 	logger, err := newLogger(cmd, cmd.Root().ErrWriter)
 	if err != nil {
 		return err
@@ -86,6 +96,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	cfg := agent.Config{
 		Hostname: host, Role: cmd.String("role"), Labels: labels, Version: Version,
 		Heartbeat: cmd.Duration("heartbeat"), Concurrency: int(cmd.Int("concurrency")),
+		ReclaimIdle: cmd.Duration("reclaim-idle"), MaxDeliveries: int64(cmd.Int("max-deliveries")),
 		ShutdownTimeout: cmd.Duration("shutdown-timeout"), Projector: cmd.Bool("projector"), Janitor: cmd.Bool("janitor"),
 		Scheduler: cmd.String("scheduler"),
 		Logger:    logger,

@@ -406,7 +406,8 @@ func eventsVerify(ctx context.Context, cmd *cli.Command) error {
 			parts = append(parts, fmt.Sprintf("%d %s", r.Ended[st], st))
 		}
 		fmt.Fprintf(w, "tasks: %d (%s; %d open)\n", r.Tasks, orDash(strings.Join(parts, ", ")), r.Open)
-		fmt.Fprintf(w, "attempts: %d (%d stale results)\n", r.Attempts, r.StaleResults)
+		fmt.Fprintf(w, "attempts: %d (%d retried after failing, %d reclaimed from a stopped worker; %d stale results)\n", r.Attempts, r.Retries, r.Reclaims, r.StaleResults)
+		fmt.Fprintf(w, "tasks with more than one outcome: %d\n", r.Duplicated)
 		fmt.Fprintf(w, "schedule fires: %d\n", r.Fires)
 		fmt.Fprintf(w, "projection records checked: %d\n", r.Records)
 		for _, v := range r.Violations {

@@ -23,7 +23,15 @@ type Report struct {
 	// recorded as stale (from superseded attempts).
 	Attempts     int `json:"attempts"`
 	StaleResults int `json:"stale_results"`
-	Fires        int `json:"schedule_fires"`
+	// Retries counts failed attempts after which the task was retried;
+	// Reclaims counts attempts superseded by a newer one before they
+	// recorded a result (their worker stopped or was cut off, and another
+	// took the task over); Duplicated counts tasks with more than one
+	// outcome recorded (each is also a violation, and must be 0).
+	Retries    int `json:"retries"`
+	Reclaims   int `json:"reclaims"`
+	Duplicated int `json:"duplicated"`
+	Fires      int `json:"schedule_fires"`
 	// Records is the number of projection records compared with a fold.
 	Records    int      `json:"projection_records"`
 	Violations []string `json:"violations"`
@@ -31,8 +39,9 @@ type Report struct {
 
 type taskHistory struct {
 	submitted bool
-	ends      []string // outcomes and end states, in order
-	attempts  []int64  // attempt numbers started, in stream order
+	ends      []string       // outcomes and end states, in order
+	attempts  []int64        // attempt numbers started, in stream order
+	results   map[int64]bool // attempts that recorded a result that counted
 }
 
 // CheckInvariants replays the event store (the archive first, where it was
@@ -66,11 +75,20 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 				t.attempts = append(t.attempts, p.Attempt)
 				r.Attempts++
 			case events.TaskFinished:
+				t := task(p.TaskID)
+				if !p.Stale {
+					if t.results == nil {
+						t.results = map[int64]bool{}
+					}
+					t.results[p.Attempt] = true
+				}
 				switch {
 				case p.Stale:
 					r.StaleResults++
-				case !p.WillRetry:
-					task(p.TaskID).ends = append(task(p.TaskID).ends, string(p.Outcome))
+				case p.WillRetry:
+					r.Retries++
+				default:
+					t.ends = append(t.ends, string(p.Outcome))
 				}
 			case events.TaskEnded:
 				task(p.TaskID).ends = append(task(p.TaskID).ends, p.State)
@@ -93,6 +111,11 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 	for _, id := range ids {
 		t := tasks[id]
 		r.Tasks++
+		for i, a := range t.attempts {
+			if i < len(t.attempts)-1 && !t.results[a] {
+				r.Reclaims++
+			}
+		}
 		switch len(t.ends) {
 		case 0:
 			r.Open++
@@ -100,6 +123,7 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 			r.Ended[t.ends[0]]++
 		default:
 			r.Ended[t.ends[0]]++
+			r.Duplicated++
 			r.Violations = append(r.Violations, fmt.Sprintf("task %s: %d outcomes recorded (%v); a task ends once", id, len(t.ends), t.ends))
 		}
 	}

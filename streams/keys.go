@@ -349,12 +349,19 @@ func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (K
 	if err != nil {
 		return Keys{}, err
 	}
-	if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
-		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
-	}
+	// Read first, so that reading a cluster known already needs no write
+	// (status commands work while Redis refuses writes, out of memory).
 	vals, err := rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result()
 	if err != nil {
 		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+	}
+	if vals[0] == nil {
+		if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
+			return Keys{}, fmt.Errorf("record cluster %s metadata: %w", cluster, err)
+		}
+		if vals, err = rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result(); err != nil {
+			return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+		}
 	}
 	v, _ := vals[0].(string)
 	n, err := strconv.Atoi(v)
