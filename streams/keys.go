@@ -349,12 +349,20 @@ func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (K
 	if err != nil {
 		return Keys{}, err
 	}
-	if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
-		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
-	}
+	// Read first and write only for a cluster not seen yet, so that commands
+	// that only read still work against a Redis that refuses writes (out of
+	// memory, a read-only replica).
 	vals, err := rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result()
 	if err != nil {
 		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+	}
+	if vals[0] == nil {
+		if err := rdb.HSetNX(ctx, k.Meta(), "shards", DefaultShards).Err(); err != nil {
+			return Keys{}, fmt.Errorf("record cluster %s metadata: %w", cluster, err)
+		}
+		if vals, err = rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result(); err != nil {
+			return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
+		}
 	}
 	v, _ := vals[0].(string)
 	n, err := strconv.Atoi(v)
