@@ -453,7 +453,7 @@ func configDiff(ctx context.Context, cmd *cli.Command) error {
 		if errors.As(err, &ue) {
 			return err
 		}
-		return exitError{code: 3, msg: "config diff: " + err.Error()}
+		return exitError{code: 3, msg: explainRedis(err).Error()}
 	}
 	set, e, err := loadForCluster(ctx, cmd)
 	if err != nil {
@@ -505,6 +505,9 @@ func apply(ctx context.Context, cmd *cli.Command, e *env, set *schema.Set, rollb
 	}
 	out := cmd.Root().Writer
 	expect := int64(cmd.Int("expect-revision"))
+	if cmd.IsSet("expect-revision") && expect < 0 {
+		return usagef("--expect-revision %d: revisions start at 1 (0: nothing applied yet)", expect)
+	}
 	if expect >= 0 && expect != p.Revision {
 		return &streams.ConflictError{Expected: expect, Current: p.Revision}
 	}
@@ -525,6 +528,10 @@ func apply(ctx context.Context, cmd *cli.Command, e *env, set *schema.Set, rollb
 		var ee *events.DecodeError
 		if errors.As(err, &ee) && errors.Is(err, events.ErrTooLarge) {
 			return fmt.Errorf("the configuration is too large to apply (%s); split the catalog", ee.Detail)
+		}
+		if _, ok := streams.Refused(err); ok {
+			// The apply is one script: refused, it wrote nothing.
+			return fmt.Errorf("%w; nothing was applied", err)
 		}
 		return err
 	}

@@ -94,7 +94,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "celeroot: %s%v\nRun '%s' for usage.\n", path, err, help)
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "celeroot: %s%v\n", path, err)
+	fmt.Fprintf(stderr, "celeroot: %s%v\n", path, explainRedis(err))
 	return ExitFailure
 }
 

@@ -349,8 +349,9 @@ func LoadKeys(ctx context.Context, rdb redis.UniversalClient, cluster string) (K
 	if err != nil {
 		return Keys{}, err
 	}
-	// Read first, so that reading a cluster known already needs no write
-	// (status commands work while Redis refuses writes, out of memory).
+	// Read first and write only for a cluster not seen yet, so that commands
+	// that only read still work against a Redis that refuses writes (out of
+	// memory, a read-only replica).
 	vals, err := rdb.HMGet(ctx, k.Meta(), "shards", metaProjections).Result()
 	if err != nil {
 		return Keys{}, fmt.Errorf("read cluster %s metadata: %w", cluster, err)
