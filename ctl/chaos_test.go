@@ -1,7 +1,6 @@
 package ctl_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -72,6 +71,7 @@ type chaosRun struct {
 	tried   int               // submissions tried, acknowledged or not
 	refused []string          // distinct errors of refused submissions
 	actions []string          // what the scenario did, in order
+	acts    map[string]int    // how many times it did each kind of thing
 	start   time.Time
 }
 
@@ -82,7 +82,7 @@ func newChaosRun(t *testing.T, name string, srv *streamstest.Server) *chaosRun {
 		t.Fatalf("celeroot is not on PATH: %v", err)
 	}
 	cr := &chaosRun{t: t, name: name, srv: srv, cluster: streamstest.ClusterName(t), rdb: srv.Client(t), dir: t.TempDir(), bin: bin,
-		agents: map[string]*chaosAgent{}, want: map[string]string{}, start: time.Now()}
+		agents: map[string]*chaosAgent{}, want: map[string]string{}, acts: map[string]int{}, start: time.Now()}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CELEROOT_") || strings.HasPrefix(kv, streamstest.EnvRedisServer+"=") {
 			cr.env = append(cr.env, kv)
@@ -104,13 +104,74 @@ func newChaosRun(t *testing.T, name string, srv *streamstest.Server) *chaosRun {
 	return cr
 }
 
-// note records something the scenario did.
-func (cr *chaosRun) note(format string, args ...any) {
+// act records something the scenario did, counted under kind.
+func (cr *chaosRun) act(kind, format string, args ...any) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	msg := fmt.Sprintf("%5.1fs ", time.Since(cr.start).Seconds()) + fmt.Sprintf(format, args...)
 	cr.actions = append(cr.actions, msg)
+	cr.acts[kind]++
 	cr.t.Log(msg)
+}
+
+// startAgents starts agents a1..an on url and waits until they are healthy.
+func (cr *chaosRun) startAgents(n int, url string) []string {
+	cr.t.Helper()
+	hosts := make([]string, n)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("a%d", i+1)
+		cr.startAgent(hosts[i], url)
+	}
+	cr.waitHealthy(hosts...)
+	return hosts
+}
+
+// acknowledged is how many submissions have been acknowledged so far.
+func (cr *chaosRun) acknowledged() int {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return len(cr.want)
+}
+
+// waitAcknowledged waits until k submissions are acknowledged; false if
+// ctx ended first.
+func (cr *chaosRun) waitAcknowledged(ctx context.Context, k int) bool {
+	for cr.acknowledged() < k {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// waitRunning waits until host runs one of the long tasks (those that
+// are still running by the time anything is done to their worker); false
+// if stop closed first.
+func (cr *chaosRun) waitRunning(host string, stop <-chan struct{}) bool {
+	store := projections.NewStore(cr.rdb, cr.keys)
+	for {
+		cr.mu.Lock()
+		var long []string
+		for id := range cr.want {
+			if strings.HasSuffix(id, "8") { // chaosTask: i%10 == 8
+				long = append(long, id)
+			}
+		}
+		cr.mu.Unlock()
+		tasks, _ := store.TasksByID(context.Background(), long)
+		for _, tk := range tasks {
+			if n := len(tk.Attempts); tk.State == projections.TaskRunning && n > 0 && tk.Attempts[n-1].Worker == host {
+				return true
+			}
+		}
+		select {
+		case <-stop:
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // startAgent starts (or restarts) the agent host, connecting to url, and
@@ -237,7 +298,7 @@ func (cr *chaosRun) submit(ctx context.Context, n, rate int, long time.Duration)
 			for k, err := range errs {
 				cr.tried++
 				if err != nil {
-					if msg := err.Error(); !containsPrefix(cr.refused, msg) && len(cr.refused) < 5 {
+					if msg := err.Error(); !sameRefusal(cr.refused, msg) && len(cr.refused) < 5 {
 						cr.refused = append(cr.refused, msg)
 					}
 					again, againWant = append(again, es[k]), append(againWant, wants[k])
@@ -262,9 +323,9 @@ func (cr *chaosRun) submit(ctx context.Context, n, rate int, long time.Duration)
 	}
 }
 
-// containsPrefix reports whether one of msgs starts like msg does (up to
-// its task id), so refusals are kept once per kind.
-func containsPrefix(msgs []string, msg string) bool {
+// sameRefusal reports whether one of msgs says what msg says after the
+// task it names, so refusals are kept once per kind.
+func sameRefusal(msgs []string, msg string) bool {
 	key := func(s string) string {
 		if i := strings.Index(s, ": "); i >= 0 {
 			return s[i:]
@@ -297,6 +358,7 @@ type chaosResult struct {
 	WrongOutcome int            `json:"wrong_outcome"`
 	Violations   []string       `json:"violations"`
 	Actions      []string       `json:"actions"`
+	Acts         map[string]int `json:"acts"`
 	Refusals     []string       `json:"refusals,omitempty"`
 	Seconds      float64        `json:"seconds"`
 }
@@ -339,7 +401,7 @@ func (cr *chaosRun) finish(timeout time.Duration, lostAllowed bool) chaosResult 
 			lastMissing, stableSince = missing, time.Now()
 		}
 		if open == 0 && (missing == 0 || time.Since(stableSince) > 5*time.Second) {
-			cr.note("all ended (%d acknowledged, %d missing from the history)", len(ids), missing)
+			cr.act("ended", "all ended (%d acknowledged, %d missing from the history)", len(ids), missing)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -383,7 +445,7 @@ func (cr *chaosRun) finish(timeout time.Duration, lostAllowed bool) chaosResult 
 	}
 	res.Lost = missing + open
 	cr.mu.Lock()
-	res.Tried, res.Actions, res.Refusals = cr.tried, cr.actions, cr.refused
+	res.Tried, res.Actions, res.Acts, res.Refusals = cr.tried, cr.actions, cr.acts, cr.refused
 	cr.mu.Unlock()
 
 	cr.t.Logf("chaos %s/%s: submitted %d, completed %d, retried %d, reclaimed %d (stale results %d), dead-lettered %d, lost %d, duplicated %d, wrong outcome %d, violations %d, in %.0fs",
@@ -434,15 +496,6 @@ func (cr *chaosRun) agentLogs() string {
 	return b.String()
 }
 
-// agentHosts returns n agent names.
-func agentHosts(n int) []string {
-	hosts := make([]string, n)
-	for i := range hosts {
-		hosts[i] = fmt.Sprintf("a%d", i+1)
-	}
-	return hosts
-}
-
 // Agents killed with SIGKILL at random while tasks (with retries) run:
 // each is restarted at once under its name; its queue entries are
 // reclaimed. Nothing is lost, nothing ends twice.
@@ -451,11 +504,7 @@ func TestChaosKill(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			cr := newChaosRun(t, "kill", srv)
-			hosts := agentHosts(4)
-			for _, h := range hosts {
-				cr.startAgent(h, srv.URL)
-			}
-			cr.waitHealthy(hosts...)
+			hosts := cr.startAgents(4, srv.URL)
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			defer cancel()
 			done := make(chan struct{})
@@ -470,7 +519,7 @@ func TestChaosKill(t *testing.T) {
 					}
 					h := hosts[rng.IntN(len(hosts))]
 					cr.signal(h, syscall.SIGKILL)
-					cr.note("killed %s (SIGKILL)", h)
+					cr.act("kill", "killed %s (SIGKILL)", h)
 					cr.startAgent(h, srv.URL)
 				}
 			}()
@@ -478,24 +527,14 @@ func TestChaosKill(t *testing.T) {
 			cancel()
 			<-done
 			res := cr.finish(5*time.Minute, false)
-			if kills := countPrefix(res.Actions, "killed"); kills == 0 || res.Reclaimed == 0 {
-				t.Errorf("%d kills and %d reclaims: the run did not test reclaim", kills, res.Reclaimed)
+			if res.Acts["kill"] == 0 || res.Reclaimed == 0 {
+				t.Errorf("%d kills and %d reclaims: the run did not test reclaim", res.Acts["kill"], res.Reclaimed)
 			}
 			if res.Retried == 0 {
 				t.Error("no task was retried")
 			}
 		})
 	}
-}
-
-func countPrefix(actions []string, prefix string) int {
-	n := 0
-	for _, a := range actions {
-		if strings.HasPrefix(strings.TrimSpace(a[strings.Index(a, "s ")+1:]), prefix) {
-			n++
-		}
-	}
-	return n
 }
 
 // An agent paused (SIGSTOP) with tasks running, past the reclaim bound,
@@ -506,44 +545,29 @@ func TestChaosPause(t *testing.T) {
 	for _, srv := range streamstest.Servers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			cr := newChaosRun(t, "pause", srv)
-			hosts := agentHosts(3)
-			for _, h := range hosts {
-				cr.startAgent(h, srv.URL)
-			}
-			cr.waitHealthy(hosts...)
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-			defer cancel()
+			hosts := cr.startAgents(3, srv.URL)
+			submitted, done := make(chan struct{}), make(chan struct{})
 			go func() {
-				store := projections.NewStore(cr.rdb, cr.keys)
-				for round := 0; ctx.Err() == nil; round++ {
+				defer close(done)
+				for round := 0; ; round++ {
 					h := hosts[round%len(hosts)]
-					// Pause it while it runs tasks.
-					for ctx.Err() == nil {
-						if w, err := store.Worker(ctx, h); err == nil && w.Running > 0 {
-							break
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
-					if ctx.Err() != nil {
+					if !cr.waitRunning(h, submitted) {
 						return
 					}
 					cr.signal(h, syscall.SIGSTOP)
 					pause := 2*chaosReclaimIdle + time.Second
-					cr.note("paused %s (SIGSTOP) for %s", h, pause)
-					select {
-					case <-ctx.Done():
-					case <-time.After(pause):
-					}
+					cr.act("pause", "paused %s (SIGSTOP) for %s", h, pause)
+					time.Sleep(pause)
 					cr.signal(h, syscall.SIGCONT)
-					cr.note("resumed %s (SIGCONT)", h)
-					select {
-					case <-ctx.Done():
-					case <-time.After(2 * time.Second):
-					}
+					cr.act("resume", "resumed %s (SIGCONT)", h)
+					time.Sleep(2 * time.Second)
 				}
 			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
 			cr.submit(ctx, n, 40, 1500*time.Millisecond)
-			cancel()
+			close(submitted)
+			<-done
 			res := cr.finish(3*time.Minute, false)
 			if res.Reclaimed == 0 || res.StaleResults == 0 {
 				t.Errorf("reclaimed %d, stale results %d: a paused worker's tasks must be taken over and its late results kept as stale", res.Reclaimed, res.StaleResults)
@@ -562,40 +586,27 @@ func TestChaosRedisRestart(t *testing.T) {
 		t.Run(fsync, func(t *testing.T) {
 			srv := streamstest.NewSingle(t, streamstest.WithConfig("appendfsync "+fsync))
 			cr := newChaosRun(t, "restart-"+fsync, srv)
-			hosts := agentHosts(3)
-			for _, h := range hosts {
-				cr.startAgent(h, srv.URL)
-			}
-			cr.waitHealthy(hosts...)
+			cr.startAgents(3, srv.URL)
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			defer cancel()
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
 				for _, at := range []int{n / 3, 2 * n / 3} {
-					for ctx.Err() == nil {
-						cr.mu.Lock()
-						got := len(cr.want)
-						cr.mu.Unlock()
-						if got >= at {
-							break
-						}
-						time.Sleep(20 * time.Millisecond)
-					}
-					if ctx.Err() != nil {
+					if !cr.waitAcknowledged(ctx, at) {
 						return
 					}
 					srv.Kill(t)
-					cr.note("killed redis-server (SIGKILL), appendfsync %s", fsync)
+					cr.act("kill-redis", "killed redis-server (SIGKILL), appendfsync %s", fsync)
 					time.Sleep(time.Second)
 					srv.Start(t)
-					cr.note("redis-server restarted from its AOF")
+					cr.act("start-redis", "redis-server restarted from its AOF")
 				}
 			}()
 			cr.submit(ctx, n, 300, 300*time.Millisecond)
 			<-done
 			res := cr.finish(3*time.Minute, fsync != "always")
-			if countPrefix(res.Actions, "killed redis") != 2 {
+			if res.Acts["kill-redis"] != 2 {
 				t.Errorf("Redis was not killed twice: %v", res.Actions)
 			}
 		})
@@ -610,34 +621,27 @@ func TestChaosFailover(t *testing.T) {
 	n := chaosSize(300, 3000)
 	srv := streamstest.NewCluster(t, streamstest.WithReplicas(1))
 	cr := newChaosRun(t, "failover", srv)
-	hosts := agentHosts(3)
-	for _, h := range hosts {
-		cr.startAgent(h, srv.URL)
-	}
-	cr.waitHealthy(hosts...)
+	cr.startAgents(3, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ctx.Err() == nil {
-			cr.mu.Lock()
-			got := len(cr.want)
-			cr.mu.Unlock()
-			if got >= n/3 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !cr.waitAcknowledged(ctx, n/3) {
+			return
 		}
 		// The master of the role's queue: every task goes through it.
 		addr := srv.KillMaster(t, cr.keys.RoleQueue("webserver"))
-		cr.note("killed the master %s of the queue's slot (SIGKILL)", addr)
+		cr.act("kill-master", "killed the master %s of the queue's slot (SIGKILL)", addr)
 		srv.WaitHealthy(t)
-		cr.note("cluster healthy again: a replica took over")
+		cr.act("failover", "cluster healthy again: a replica took over")
 	}()
 	cr.submit(ctx, n, 200, 300*time.Millisecond)
 	<-done
-	cr.finish(3*time.Minute, true)
+	res := cr.finish(3*time.Minute, true)
+	if res.Acts["failover"] != 1 {
+		t.Errorf("no failover happened: %v", res.Actions)
+	}
 }
 
 // One agent cut off from Redis (a proxy that stops forwarding, as a link
@@ -653,98 +657,77 @@ func TestChaosPartition(t *testing.T) {
 	cr.startAgent("a2", srv.URL)
 	cr.startAgent("a3", srv.URL)
 	cr.waitHealthy("a1", "a2", "a3")
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	done := make(chan struct{})
-	submitted := make(chan struct{})
+	submitted, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		store := projections.NewStore(cr.rdb, cr.keys)
 		for round := 0; round < chaosSize(1, 3); round++ {
-			// Cut it off while it runs tasks, unless all are submitted.
-			for {
-				if w, err := store.Worker(ctx, "a1"); err == nil && w.Running > 0 {
-					break
-				}
-				select {
-				case <-submitted:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
+			if !cr.waitRunning("a1", submitted) {
+				return
 			}
 			proxy.Cut()
 			cut := 2*chaosReclaimIdle + time.Second
-			cr.note("cut a1 off Redis for %s", cut)
+			cr.act("cut", "cut a1 off Redis for %s", cut)
 			time.Sleep(cut)
 			proxy.Heal()
-			cr.note("healed a1's link")
+			cr.act("heal", "healed a1's link")
 			cr.waitHealthy("a1")
-			cr.note("a1 healthy again")
+			cr.act("healthy", "a1 healthy again")
 		}
 	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
 	cr.submit(ctx, n, 40, 1500*time.Millisecond)
 	close(submitted)
 	<-done
 	res := cr.finish(3*time.Minute, false)
-	if res.Reclaimed == 0 {
-		t.Error("no task was reclaimed from the cut-off agent")
+	if res.Acts["cut"] == 0 || res.Reclaimed == 0 {
+		t.Errorf("%d cuts, %d reclaims: no task was reclaimed from the cut-off agent", res.Acts["cut"], res.Reclaimed)
 	}
 }
 
 // Redis at its memory limit (maxmemory, noeviction) mid-run: submissions
-// are refused with Redis's OOM error and the CLI says so; agents keep their
-// unwritten results; nothing half-written is left behind; when room
-// returns, every acknowledged task completes.
+// are refused with Redis's OOM error and the CLI says so; reading still
+// works; agents keep their unwritten results; nothing half-written is left
+// behind; when room returns, every acknowledged task completes.
 func TestChaosOutOfMemory(t *testing.T) {
 	n := chaosSize(300, 3000)
 	srv := streamstest.NewSingle(t, streamstest.WithConfig("maxmemory 64mb", "maxmemory-policy noeviction"))
 	cr := newChaosRun(t, "oom", srv)
-	hosts := agentHosts(3)
-	for _, h := range hosts {
-		cr.startAgent(h, srv.URL)
-	}
-	cr.waitHealthy(hosts...)
+	cr.startAgents(3, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer admin.Close()
 	done := make(chan struct{})
 	var cliOut, statusErr string
-	var cliCode, statusCode int
+	cliCode, statusCode := -1, -1
 	go func() {
 		defer close(done)
-		for ctx.Err() == nil {
-			cr.mu.Lock()
-			got := len(cr.want)
-			cr.mu.Unlock()
-			if got >= n/3 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !cr.waitAcknowledged(ctx, n/3) {
+			return
 		}
 		// Lower the limit under what is in use: every write is refused.
-		info, err := admin.Info(ctx, "memory").Result()
+		c, err := streams.Counters(ctx, admin)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		mem := infoField(info, "used_memory")
-		if err := admin.ConfigSet(ctx, "maxmemory", fmt.Sprint(mem/2)).Err(); err != nil {
+		if err := admin.ConfigSet(ctx, "maxmemory", fmt.Sprint(c.Memory/2)).Err(); err != nil {
 			t.Error(err)
 			return
 		}
-		cr.note("maxmemory set to %d bytes, under the %d in use", mem/2, mem)
-		var errOut string
-		_, errOut, cliCode = runNoEnv("--redis", srv.URL, "--cluster", cr.cluster, "task", "run", "command", "--target", "role:webserver", "--", "true")
-		cliOut = errOut
-		cr.note("task run while full: exit %d", cliCode)
+		defer func() {
+			if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+				t.Error(err)
+			}
+			cr.act("room", "maxmemory lifted")
+		}()
+		cr.act("full", "maxmemory set to %d bytes, under the %d in use", c.Memory/2, c.Memory)
+		_, cliOut, cliCode = runNoEnv("--redis", srv.URL, "--cluster", cr.cluster, "task", "run", "command", "--target", "role:webserver", "--", "true")
+		cr.act("cli", "task run while full: exit %d", cliCode)
 		_, statusErr, statusCode = runNoEnv("--redis", srv.URL, "--cluster", cr.cluster, "cluster", "status")
-		cr.note("cluster status while full: exit %d", statusCode)
+		cr.act("cli", "cluster status while full: exit %d", statusCode)
 		time.Sleep(3 * time.Second)
-		if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
-			t.Error(err)
-		}
-		cr.note("maxmemory lifted")
 	}()
 	cr.submit(ctx, n, 300, 300*time.Millisecond)
 	<-done
@@ -763,17 +746,4 @@ func TestChaosOutOfMemory(t *testing.T) {
 		t.Errorf("no submission was refused with OOM: %v", res.Refusals)
 	}
 	t.Logf("task run while full said: %s", strings.TrimSpace(cliOut))
-}
-
-// infoField returns a numeric field of an INFO reply.
-func infoField(info, field string) int64 {
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			var n int64
-			fmt.Sscan(strings.TrimSpace(v), &n)
-			return n
-		}
-	}
-	return 0
 }

@@ -531,6 +531,10 @@ func editDistance(a, b string) int {
 // resolveTarget turns --target into destinations, checked against the
 // worker projection.
 func resolveTarget(ctx context.Context, store *projections.Store, target string, selector map[string]string, task string) ([]dispatchTarget, error) {
+	parsed, err := events.ParseTarget(target)
+	if err != nil {
+		return nil, usagef("--target: %v", err) // before reading the workers
+	}
 	all, err := store.Workers(ctx)
 	if err != nil {
 		return nil, err
@@ -551,10 +555,6 @@ func resolveTarget(ctx context.Context, store *projections.Store, target string,
 	}
 	now := time.Now()
 	canRun := func(w projections.Worker) bool { return len(w.Tasks) == 0 || slices.Contains(w.Tasks, task) }
-	parsed, err := events.ParseTarget(target)
-	if err != nil {
-		return nil, usagef("--target: %v", err)
-	}
 	var out []dispatchTarget
 	if parsed.FanOut() {
 		roles := map[string]bool{}
