@@ -23,6 +23,9 @@ func ParseTarget(s string) (Target, error) {
 		return Target{All: true}, nil
 	case strings.HasPrefix(s, "role:"):
 		role := strings.TrimPrefix(s, "role:")
+		if role == "" {
+			return Target{}, fmt.Errorf("role: names no role: give role:<role>, such as role:webserver, or all")
+		}
 		if err := ValidateName("role", role); err != nil {
 			return Target{}, err
 		}
