@@ -483,19 +483,6 @@ func ended(state string) bool {
 	return true
 }
 
-// agentLogs returns everything the run's agents logged.
-func (cr *chaosRun) agentLogs() string {
-	var b strings.Builder
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	for _, a := range cr.agents {
-		if f, err := os.ReadFile(a.log); err == nil {
-			b.Write(f)
-		}
-	}
-	return b.String()
-}
-
 // Agents killed with SIGKILL at random while tasks (with retries) run:
 // each is restarted at once under its name; its queue entries are
 // reclaimed. Nothing is lost, nothing ends twice.
