@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/celeroot/celeroot/agent"
+	"github.com/celeroot/celeroot/streams"
 	"github.com/goccy/go-yaml"
 	"github.com/urfave/cli/v3"
 )
@@ -82,6 +83,26 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	labels, err := parseLabels(cmd.StringSlice("label"))
 	if err != nil {
 		return err
+	}
+	// The flags the agent package bounds are checked here too, before
+	// connecting, so that the error names the flag.
+	if err := streams.ValidateName("role", cmd.String("role")); err != nil {
+		return usagef("--role: %v", err)
+	}
+	if err := streams.ValidateName("hostname", host); err != nil {
+		if cmd.IsSet("hostname") {
+			return usagef("--hostname: %v", err)
+		}
+		return usagef("this host's name %q is not a valid worker hostname (%v): give one with --hostname", host, err)
+	}
+	if d := cmd.Duration("heartbeat"); d < 100*time.Millisecond {
+		return usagef("--heartbeat %s: must be at least 100ms (default %s)", d, agent.DefaultHeartbeat)
+	}
+	if n := cmd.Int("concurrency"); n < 1 || n > agent.MaxConcurrency {
+		return usagef("--concurrency %d: must be between 1 and %d (default %d)", n, agent.MaxConcurrency, agent.DefaultConcurrency)
+	}
+	if d := cmd.Duration("shutdown-timeout"); d < 0 {
+		return usagef("--shutdown-timeout %s: must be >= 0 (default %s)", d, agent.DefaultShutdownTimeout)
 	}
 	if d := cmd.Duration("reclaim-idle"); d < 300*time.Millisecond {
 		return usagef("--reclaim-idle %s: must be at least 300ms (default %s)", d, agent.DefaultReclaimIdle)

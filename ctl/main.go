@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -171,7 +172,7 @@ Exit codes:
 // refuse unknown subcommands, and name itself in the errors it returns.
 func setUsageErrors(cmd *cli.Command) {
 	cmd.OnUsageError = func(_ context.Context, c *cli.Command, err error, _ bool) error {
-		return cmdError{pathOf(c), usageError{err}}
+		return cmdError{pathOf(c), usageError{plainFlagError(err)}}
 	}
 	if len(cmd.Commands) > 0 && cmd.Action == nil {
 		cmd.Action = func(_ context.Context, c *cli.Command) error {
@@ -192,6 +193,39 @@ func setUsageErrors(cmd *cli.Command) {
 	for _, c := range cmd.Commands {
 		setUsageErrors(c)
 	}
+}
+
+// flagValueErr matches the flag parser's report of a value it could not
+// parse: `invalid value "abc" for flag -timeout: time: invalid duration "abc"`.
+var flagValueErr = regexp.MustCompile(`^invalid value "(.*)" for flag -+([A-Za-z0-9][A-Za-z0-9-]*): (.*)$`)
+
+// plainFlagError rewrites the flag parser's report of an unparsable value
+// into what celeroot's own checks say: the flag, the value, what kind of
+// value it takes, and an example. Other errors pass unchanged.
+func plainFlagError(err error) error {
+	m := flagValueErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	value, name, why := m[1], m[2], m[3]
+	var want string
+	switch {
+	case strings.HasPrefix(why, "time:"):
+		want = "not a duration: use a number with a unit, as in 30s, 5m or 1h30m"
+	case strings.Contains(why, "ParseInt") || strings.Contains(why, "ParseUint"):
+		if strings.Contains(why, "out of range") {
+			want = "out of range for a whole number"
+		} else {
+			want = "not a whole number: use digits, as in 10"
+		}
+	case strings.Contains(why, "ParseFloat"):
+		want = "not a number: use digits, as in 0.5"
+	case why == "parse error" || strings.Contains(why, "ParseBool"):
+		want = "use true or false, as in --" + name + "=false"
+	default:
+		want = why
+	}
+	return fmt.Errorf("--%s %q: %s", name, value, want)
 }
 
 // taskParamFlags lets task parameters be given as flags of `task run`, as

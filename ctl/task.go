@@ -168,6 +168,16 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if tflag != "" && qflag != "" {
 		return usagef("--target and --queue exclude each other")
 	}
+	if tflag != "" {
+		if _, err := events.ParseTarget(tflag); err != nil {
+			return usagef("--target: %v", err) // before connecting
+		}
+	}
+	if qflag != "" {
+		if err := streams.ValidateName("role", qflag); err != nil {
+			return usagef("--queue: %v", err)
+		}
+	}
 	var selector map[string]string
 	if sel := cmd.String("selector"); sel != "" {
 		if qflag != "" {
