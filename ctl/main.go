@@ -183,7 +183,13 @@ func setUsageErrors(cmd *cli.Command) {
 		}
 	}
 	if action := cmd.Action; action != nil {
+		// A command without ArgsUsage takes options only: a stray word
+		// (a value meant for a flag, say) is refused rather than ignored.
+		takesArgs := cmd.ArgsUsage != "" || len(cmd.Commands) > 0
 		cmd.Action = func(ctx context.Context, c *cli.Command) error {
+			if !takesArgs && c.Args().Len() > 0 {
+				return cmdError{pathOf(c), usagef("unexpected argument %q: %s takes options only (see --help)", c.Args().First(), c.FullName())}
+			}
 			if err := action(ctx, c); err != nil {
 				return cmdError{pathOf(c), err}
 			}
