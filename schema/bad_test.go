@@ -278,7 +278,7 @@ func TestBadDocuments(t *testing.T) {
 		{
 			name: "two Clusters",
 			src:  cluster + "  workers: []\n---\n" + cluster + "  workers: []\n",
-			want: []wantErr{{9, 7, "/kind", "a second Cluster document; a configuration has one (the first is at bad.yaml:1:1)", "on its own"}},
+			want: []wantErr{{9, 7, "/kind", "a second Cluster document; a configuration has one (the first is at bad.yaml:2:7)", "on its own"}},
 		},
 		{
 			name: "task with two actions",

@@ -245,7 +245,7 @@ func (s *Set) addDoc(d *rawDoc) *Error {
 func (s *Set) secondCluster(c *Cluster) *Error {
 	first := s.rawOf(s.Cluster)
 	where := s.Cluster.File
-	if p := first.at("", false); p.line > 0 {
+	if p := first.at("/kind", false); p.line > 0 {
 		where = fmt.Sprintf("%s:%d:%d", where, p.line, p.col)
 	}
 	return s.rawOf(c).errorAt("/kind", false, "validate each cluster on its own",

@@ -102,7 +102,7 @@ func TestMergeTwoClusters(t *testing.T) {
 		t.Fatal(errs)
 	}
 	errs = a.Merge(b)
-	want := "b.yaml:3:7: /kind: a second Cluster document; a configuration has one (the first is at a.yaml:1:1) (hint: validate each cluster on its own)"
+	want := "b.yaml:3:7: /kind: a second Cluster document; a configuration has one (the first is at a.yaml:2:7) (hint: validate each cluster on its own)"
 	if len(errs) != 1 || errs[0].Error() != want {
 		t.Errorf("Merge() = %v, want %s", errs, want)
 	}
