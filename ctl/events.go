@@ -410,6 +410,9 @@ func eventsVerify(ctx context.Context, cmd *cli.Command) error {
 		fmt.Fprintf(w, "tasks with more than one outcome: %d\n", r.Duplicated)
 		fmt.Fprintf(w, "schedule fires: %d\n", r.Fires)
 		fmt.Fprintf(w, "projection records checked: %d\n", r.Records)
+		if r.Undecodable > 0 {
+			fmt.Fprintf(w, "undecodable entries: %d\n", r.Undecodable)
+		}
 		for _, v := range r.Violations {
 			fmt.Fprintf(w, "VIOLATION: %s\n", v)
 		}

@@ -33,8 +33,18 @@ type Report struct {
 	Duplicated int `json:"duplicated"`
 	Fires      int `json:"schedule_fires"`
 	// Records is the number of projection records compared with a fold.
-	Records    int      `json:"projection_records"`
-	Violations []string `json:"violations"`
+	Records int `json:"projection_records"`
+	// Undecodable counts entries of the event store and the schedule
+	// events that are not celeroot events this build can read (written by
+	// something else, or by a newer version); each is also a violation,
+	// since what it recorded cannot be accounted for.
+	Undecodable int      `json:"undecodable"`
+	Violations  []string `json:"violations"`
+}
+
+func (r *Report) undecodable(e streams.Entry) {
+	r.Undecodable++
+	r.Violations = append(r.Violations, fmt.Sprintf("entry %s of %s cannot be read (%v): what it recorded is not accounted for", e.ID, e.Stream, e.Err))
 }
 
 type taskHistory struct {
@@ -62,6 +72,7 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 	for n := range keys.EventShards() {
 		err := h.Events(ctx, n, "-", "+", func(e streams.Entry) error {
 			if e.Err != nil {
+				r.undecodable(e)
 				return nil
 			}
 			switch p := e.Envelope.Payload.(type) {
@@ -129,6 +140,10 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 	}
 	fired := map[string]bool{}
 	err := streams.Replay(ctx, rdb, keys.ScheduleFires(), "-", "+", 0, func(e streams.Entry) error {
+		if e.Err != nil {
+			r.undecodable(e)
+			return nil
+		}
 		if p, ok := e.Envelope.Payload.(events.ScheduleFired); ok && e.Err == nil && !p.Manual {
 			r.Fires++
 			k := fmt.Sprintf("%s@%d", p.Schedule, p.SlotMS)
