@@ -47,6 +47,9 @@ func deployFlags() []cli.Flag {
 }
 
 func clusterDeploy(ctx context.Context, cmd *cli.Command) error {
+	if err := checkProvider(cmd); err != nil {
+		return err
+	}
 	set, e, err := loadForCluster(ctx, cmd)
 	if err != nil {
 		return err
@@ -248,6 +251,15 @@ type localProvider struct {
 	started  []string
 	children map[string]chan struct{} // closed when the started agent exits
 	stopped  map[string]int           // name -> pid
+}
+
+// checkProvider refuses an unknown --provider before anything connects.
+func checkProvider(cmd *cli.Command) error {
+	switch cmd.String("provider") {
+	case "print", "local":
+		return nil
+	}
+	return usagef("--provider %q: use print or local", cmd.String("provider"))
 }
 
 // newProvider returns the provider named by --provider.

@@ -350,6 +350,9 @@ func workersScale(ctx context.Context, cmd *cli.Command) error {
 	if replicas < 0 {
 		return usagef("--replicas %d: must be >= 0", replicas)
 	}
+	if err := checkProvider(cmd); err != nil {
+		return err
+	}
 	e, err := connect(ctx, cmd, 0)
 	if err != nil {
 		return err
