@@ -3,6 +3,7 @@ package ctl_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,21 @@ func TestAgentConfigFile(t *testing.T) {
 	os.WriteFile(bad, []byte("role: web\nconcurency: 4\n"), 0o644)
 	if _, errOut, code := run(t, nil, "agent", "--config", bad); code != 1 || !strings.Contains(errOut, `unknown setting "concurency"`) {
 		t.Errorf("bad config: exit %d %s", code, errOut)
+	}
+}
+
+// An address for /metrics that another process holds fails the agent at
+// once, before it registers, saying what to do.
+func TestAgentMetricsAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	_, errOut, code := runNoEnv("--redis", "redis://127.0.0.1:1", "agent", "--role", "webserver", "--hostname", "web1", "--metrics-listen", addr)
+	want := "celeroot: agent: --metrics-listen " + addr + ": listen tcp " + addr + ": bind: address already in use (another agent on this host? give another address, or off)\n"
+	if code != 1 || errOut != want {
+		t.Errorf("agent with a busy metrics address: exit %d, stderr %q; want exit 1 and %q", code, errOut, want)
 	}
 }
