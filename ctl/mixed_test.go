@@ -40,7 +40,7 @@ func startMixedAgent(t *testing.T, srv *streamstest.Server, keys streams.Keys, h
 		Concurrency: 8, Projector: projector, ShutdownTimeout: 2 * time.Second, ReclaimIdle: 2 * time.Second, Scheduler: agent.SchedulerNever}
 	var rdb redis.UniversalClient
 	if srv.Cluster {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: srv.Addrs, PoolSize: cfg.PoolSize()})
+		rdb = streams.NewClusterClient(&redis.ClusterOptions{Addrs: srv.Addrs, PoolSize: cfg.PoolSize()})
 	} else {
 		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: cfg.PoolSize()})
 	}

@@ -270,12 +270,57 @@ func Connect(ctx context.Context, cfg *ConnConfig, poolSize int, timeout time.Du
 		}
 		o.IsClusterMode = strings.Contains(info, "cluster_enabled:1")
 	}
-	rdb := redis.NewUniversalClient(&o)
+	var rdb redis.UniversalClient
+	if o.MasterName == "" && (o.IsClusterMode || len(o.Addrs) > 1) {
+		rdb = NewClusterClient(o.Cluster())
+	} else {
+		rdb = redis.NewUniversalClient(&o)
+	}
 	if _, err := ping(ctx, rdb, cfg); err != nil {
 		rdb.Close()
 		return nil, err
 	}
 	return rdb, nil
+}
+
+// ClusterStateReload bounds how stale a cluster client's map of slots to
+// masters may get while no command fails (go-redis' default is 60s).
+const ClusterStateReload = 10 * time.Second
+
+// NewClusterClient returns a Redis Cluster client that reloads its map of
+// slots to masters as soon as a node cannot be dialled: after a failover,
+// go-redis would otherwise keep sending pipelines (every fenced script
+// call) to the dead master until its next periodic reload, a minute later.
+// Reloads are asynchronous and coalesced (at most one every 200ms). The
+// periodic reload is every ClusterStateReload unless o sets another.
+func NewClusterClient(o *redis.ClusterOptions) *redis.ClusterClient {
+	if o.ClusterStateReloadInterval == 0 {
+		o.ClusterStateReloadInterval = ClusterStateReload
+	}
+	c := redis.NewClusterClient(o)
+	c.OnNewNode(func(node *redis.Client) {
+		node.AddHook(reloadOnDialError{c})
+	})
+	return c
+}
+
+// reloadOnDialError is a node client hook of NewClusterClient.
+type reloadOnDialError struct{ c *redis.ClusterClient }
+
+func (h reloadOnDialError) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil && ctx.Err() == nil {
+			h.c.ReloadState(ctx)
+		}
+		return conn, err
+	}
+}
+
+func (reloadOnDialError) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (reloadOnDialError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // ping runs INFO cluster with a deadline the client cannot ignore.

@@ -228,3 +228,57 @@ func TestConnectSentinelPasswords(t *testing.T) {
 		})
 	}
 }
+
+// A cluster client follows a failover as soon as it cannot dial the dead
+// master, pipelines included, rather than at its next periodic reload:
+// with that reload an hour away, a pipeline sent after the replica took
+// over reaches it within a few tries. go-redis' own client, with the same
+// options, keeps sending it to the dead master.
+func TestClusterClientFollowsFailover(t *testing.T) {
+	t.Parallel()
+	srv := streamstest.NewCluster(t, streamstest.WithReplicas(1))
+	ctx := context.Background()
+	const key = "{failover}:k"
+	opts := func() *redis.ClusterOptions {
+		return &redis.ClusterOptions{Addrs: srv.Addrs, Password: srv.Password, MaxRetries: -1, DialTimeout: time.Second,
+			ClusterStateReloadInterval: time.Hour}
+	}
+	ours := streams.NewClusterClient(opts())
+	defer ours.Close()
+	plain := redis.NewClusterClient(opts())
+	defer plain.Close()
+	pipelinedSet := func(c *redis.ClusterClient) error {
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, "v", 0)
+			return nil
+		})
+		return err
+	}
+	for _, c := range []*redis.ClusterClient{ours, plain} {
+		if err := pipelinedSet(c); err != nil {
+			t.Fatalf("before the failover: %v", err)
+		}
+	}
+	dead := srv.KillMaster(t, key)
+	srv.WaitHealthy(t)
+	if now := srv.MasterFor(t, key); now == dead {
+		t.Fatalf("the slot of %s is still served by the killed %s", key, dead)
+	}
+
+	// The first pipeline of each still goes to the dead master.
+	_ = pipelinedSet(ours)
+	_ = pipelinedSet(plain)
+	var err error
+	for try := 0; try < 10; try++ {
+		time.Sleep(300 * time.Millisecond) // the reload runs in the background
+		if err = pipelinedSet(ours); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("streams.NewClusterClient after the failover: %v; want the pipeline to reach the new master", err)
+	}
+	if err := pipelinedSet(plain); err == nil || !strings.Contains(err.Error(), dead) {
+		t.Errorf("go-redis' own client: %v; want a dial error naming %s", err, dead)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/celeroot/celeroot/streams"
 )
 
 // Server is a running Redis deployment: one node, or the nodes of a Redis
@@ -144,7 +146,7 @@ func (s *Server) Client(tb testing.TB) redis.UniversalClient {
 	var c redis.UniversalClient
 	switch {
 	case s.Cluster:
-		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.Addrs, Password: s.Password})
+		c = streams.NewClusterClient(&redis.ClusterOptions{Addrs: s.Addrs, Password: s.Password})
 	case s.Sentinel:
 		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs,
 			Password: s.Password, SentinelPassword: s.SentinelPassword})
