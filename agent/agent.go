@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -248,6 +250,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, cfg Config) error {
 		p := projections.NewProjector(rdb, cfg.Keys, projections.ProjectorOptions{
 			Consumer: fmt.Sprintf("%s-%d", cfg.Hostname, os.Getpid()),
 			Block:    cfg.Block,
+			Adopt:    earlierProjector(cfg.Hostname),
 			Logger:   lg.With("component", "projector"),
 		})
 		ctx, cancel := context.WithCancel(ctx)
@@ -384,5 +387,20 @@ func (a *agent) retry(ctx context.Context, what string, f func(context.Context) 
 		d := b.Next()
 		a.cfg.Logger.Warn("redis call failed; retrying", "op", what, "err", err, "in", d.Round(time.Millisecond))
 		streams.Sleep(ctx, d)
+	}
+}
+
+// earlierProjector reports whether a projector consumer name is one an
+// earlier agent process on this host used ("<hostname>-<pid>"): hostnames
+// are unique in a cluster, so that process has exited.
+func earlierProjector(hostname string) func(consumer string) bool {
+	self := strconv.Itoa(os.Getpid())
+	return func(consumer string) bool {
+		pid, ok := strings.CutPrefix(consumer, hostname+"-")
+		if !ok || pid == self || pid == "" {
+			return false
+		}
+		_, err := strconv.ParseUint(pid, 10, 32)
+		return err == nil
 	}
 }

@@ -26,6 +26,10 @@ type ProjectorOptions struct {
 	// a few at a time: it bounds the extra projection lag and saves three
 	// round trips per event at low rates. Default 2ms; negative for none.
 	Linger time.Duration
+	// Adopt, if set, names the consumers that were earlier runs of this
+	// projector (the same host before a restart): their unacknowledged
+	// entries are taken over at start, without waiting for ReclaimIdle.
+	Adopt  func(consumer string) bool
 	Logger *slog.Logger
 }
 
@@ -134,6 +138,7 @@ func (p *Projector) consume(ctx context.Context, shards []string) {
 		current = -1
 		backoff streams.Backoff
 		force   bool
+		adopt   bool
 	)
 	nextReclaim := time.Now().Add(p.opts.ReclaimIdle / 2)
 	for ctx.Err() == nil {
@@ -153,9 +158,17 @@ func (p *Projector) consume(ctx context.Context, shards []string) {
 				p.opts.Logger.Info("projector moved to the rebuilt projections", "from", current, "to", v)
 			}
 			store, current = NewStoreAt(p.rdb, k), v
+			adopt = p.opts.Adopt != nil
 		}
 		var msgs []streams.Message
-		if err == nil {
+		if err == nil && adopt {
+			if msgs, err = r.Adopt(ctx, p.opts.Adopt, 0); err == nil && len(msgs) == 0 {
+				adopt = false
+			} else if err == nil {
+				p.opts.Logger.Info("projector took over the entries of its previous run", "entries", len(msgs))
+			}
+		}
+		if err == nil && len(msgs) == 0 {
 			msgs, err = r.Fetch(ctx, 0)
 		}
 		if err == nil && time.Now().After(nextReclaim) {

@@ -303,6 +303,65 @@ func (r *Reader) Rewind() {
 	}
 }
 
+// Adopt takes over, whatever their idle time, the pending entries of the
+// group's other consumers for which earlier returns true: earlier runs of
+// this consumer (a process restarted after a crash, with a new consumer
+// name), whose entries would otherwise wait for Reclaim's idle bound. It
+// returns at most max entries (Count if max <= 0), decoded; call it until
+// it returns none.
+func (r *Reader) Adopt(ctx context.Context, earlier func(consumer string) bool, max int64) ([]Message, error) {
+	if err := r.ensureGroups(ctx); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = r.opts.Count
+	}
+	var out []Message
+	for _, s := range r.opts.Streams {
+		sum, err := r.rdb.XPending(ctx, s, r.opts.Group).Result()
+		if err != nil {
+			return out, fmt.Errorf("pending summary of %s: %w", s, err)
+		}
+		for consumer := range sum.Consumers {
+			if consumer == r.opts.Consumer || !earlier(consumer) || int64(len(out)) >= max {
+				continue
+			}
+			pend, err := r.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+				Stream: s, Group: r.opts.Group, Consumer: consumer, Start: "-", End: "+", Count: max - int64(len(out)),
+			}).Result()
+			if err != nil {
+				return out, fmt.Errorf("pending entries of %s in %s: %w", consumer, s, err)
+			}
+			if len(pend) == 0 {
+				continue
+			}
+			ids := make([]string, len(pend))
+			for i, p := range pend {
+				ids[i] = p.ID
+			}
+			msgs, err := r.rdb.XClaim(ctx, &redis.XClaimArgs{
+				Stream: s, Group: r.opts.Group, Consumer: r.opts.Consumer, Messages: ids,
+			}).Result()
+			if err != nil {
+				return out, fmt.Errorf("adopt %d entries of %s in %s: %w", len(ids), consumer, s, err)
+			}
+			// Entries trimmed while pending are dropped from the list by
+			// XCLAIM and not returned.
+			got := make(map[string]bool, len(msgs))
+			for _, m := range msgs {
+				got[m.ID] = true
+			}
+			for _, id := range ids {
+				if !got[id] {
+					r.deadLetter(ctx, s, redis.XMessage{ID: id}, reasonDeleted)
+				}
+			}
+			out = append(out, r.decode(ctx, []redis.XStream{{Stream: s, Messages: msgs}})...)
+		}
+	}
+	return out, nil
+}
+
 // Reclaim takes over entries that other consumers of the group read but
 // did not acknowledge within minIdle (their process died or hung), with
 // XAUTOCLAIM, and returns them decoded. Entries that were trimmed while

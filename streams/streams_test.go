@@ -256,6 +256,68 @@ func TestReclaimAndTrimmedWhilePending(t *testing.T) {
 	})
 }
 
+// Adopt takes over at once the entries of the consumers it is told are
+// earlier runs, and leaves everyone else's alone; an entry trimmed while
+// pending is dead-lettered.
+func TestAdoptEarlierConsumers(t *testing.T) {
+	each(t, func(t *testing.T, rdb redis.UniversalClient, keys streams.Keys) {
+		ctx := context.Background()
+		log := streams.NewLog(rdb, keys)
+		stream := keys.RoleQueue("webserver")
+		earlier := newReader(t, rdb, keys, stream, "web1-100")
+		other := newReader(t, rdb, keys, stream, "web2-100")
+		if _, err := earlier.Fetch(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		var taken, kept []streams.Message
+		for i := range 4 {
+			if _, err := log.Append(ctx, stream, submitted(fmt.Sprint("a", i), "webserver"), 0); err != nil {
+				t.Fatal(err)
+			}
+			r := earlier
+			if i == 3 {
+				r = other
+			}
+			got, err := r.Fetch(ctx, 1)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("Fetch = %d, %v; want 1", len(got), err)
+			}
+			if i == 3 {
+				kept = got
+			} else {
+				taken = append(taken, got...)
+			}
+		}
+		// web1-100 exits holding three, one of which is trimmed away.
+		if err := rdb.XDel(ctx, stream, taken[0].ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		next := newReader(t, rdb, keys, stream, "web1-200")
+		isEarlier := func(c string) bool { return strings.HasPrefix(c, "web1-") }
+		got, err := next.Adopt(ctx, isEarlier, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Join(ids(taken[1:]), ","); strings.Join(ids(got), ",") != want {
+			t.Errorf("Adopt = %v, want %s (at once, whatever their idle time)", ids(got), want)
+		}
+		if again, err := next.Adopt(ctx, isEarlier, 0); err != nil || len(again) != 0 {
+			t.Errorf("second Adopt = %v, %v; want nothing left", ids(again), err)
+		}
+		pend, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: streams.GroupAgents, Consumer: "web2-100", Start: "-", End: "+", Count: 10}).Result()
+		if err != nil || len(pend) != 1 || pend[0].ID != kept[0].ID {
+			t.Errorf("web2-100's pending = %+v, %v; want its entry %s left alone", pend, err, kept[0].ID)
+		}
+		dl, err := streams.DeadLetters(ctx, rdb, keys.DeadLetters(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dl) != 1 || dl[0].EntryID != taken[0].ID || !strings.Contains(dl[0].Reason, "deleted") {
+			t.Errorf("dead letters = %+v, want the trimmed entry %s", dl, taken[0].ID)
+		}
+	})
+}
+
 func started(id, worker string) events.Envelope {
 	return src.New(events.TaskStarted{TaskID: id, Worker: worker})
 }
