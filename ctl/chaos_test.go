@@ -30,6 +30,7 @@ import (
 var (
 	chaosFull   = flag.Bool("chaos-full", false, "run the chaos scenarios at full size (make chaos)")
 	chaosReport = flag.String("chaos-report", "", "append one JSON line per chaos scenario run to this file")
+	chaosCut    = flag.String("chaos-partition", "auto", "how the partition scenario cuts an agent off: netns (a network namespace whose link is taken down), proxy, or auto (netns where the machine allows it)")
 )
 
 // chaosReclaimIdle is the agents' --reclaim-idle in the chaos runs: short,
@@ -64,6 +65,10 @@ type chaosRun struct {
 	keys     streams.Keys
 	dir, bin string
 	env      []string
+
+	// wrap is the command an agent's command line is run under, by host
+	// (ip netns exec NAME, for an agent in a network namespace).
+	wrap map[string][]string
 
 	mu      sync.Mutex
 	agents  map[string]*chaosAgent
@@ -184,10 +189,11 @@ func (cr *chaosRun) startAgent(host, url string) *chaosAgent {
 		cr.t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(cr.bin, "--redis", url, "--cluster", cr.cluster, "--log-level", "warn", "--log-format", "text",
+	argv := append(append([]string{}, cr.wrap[host]...), cr.bin, "--redis", url, "--cluster", cr.cluster, "--log-level", "warn", "--log-format", "text",
 		"agent", "--hostname", host, "--role", "webserver", "--heartbeat", "300ms", "--concurrency", "8",
 		"--reclaim-idle", chaosReclaimIdle.String(), "--shutdown-timeout", "2s", "--metrics-listen", "off", "--plugin-dir", "off",
 		"--janitor=false", "--scheduler", "never")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = cr.env, f, f
 	if err := cmd.Start(); err != nil {
 		cr.t.Fatal(err)
@@ -631,16 +637,46 @@ func TestChaosFailover(t *testing.T) {
 	}
 }
 
-// One agent cut off from Redis (a proxy that stops forwarding, as a link
-// taken down does: its connections hang, nothing is closed) for longer
-// than the reclaim bound, then healed: the others take its tasks over, it
-// reconnects and carries on, and no task ends twice.
+// One agent cut off from Redis for longer than the reclaim bound, then
+// healed: the others take its tasks over, it reconnects and carries on, and
+// no task ends twice. Where the machine allows it (root, iproute2), the
+// agent runs in a network namespace joined to the host by a veth pair, and
+// the link is taken down: its connections hang, nothing is closed, as when
+// a cable is pulled. Elsewhere a proxy that stops forwarding does the same.
 func TestChaosPartition(t *testing.T) {
 	n := chaosSize(200, 2000)
-	srv := streamstest.Single(t)
-	proxy := streamstest.NewProxy(t, srv.Addr())
+	var (
+		srv       *streamstest.Server
+		url       string
+		cut, heal func()
+		how       string
+		wrap      []string
+	)
+	var link *netnsLink
+	err := fmt.Errorf("-chaos-partition=%s", *chaosCut)
+	switch *chaosCut {
+	case "auto", "netns":
+		link, err = newNetnsLink(t)
+		if err != nil && *chaosCut == "netns" {
+			t.Fatalf("-chaos-partition=netns: %v", err)
+		}
+	case "proxy":
+	default:
+		t.Fatalf("-chaos-partition=%q: use auto, netns or proxy", *chaosCut)
+	}
+	if err == nil {
+		srv = streamstest.NewSingle(t, streamstest.WithConfig("bind 127.0.0.1 "+link.hostIP))
+		_, port, _ := strings.Cut(srv.Addr(), ":")
+		url, cut, heal, how, wrap = "redis://"+link.hostIP+":"+port, link.down, link.up, "took a1's link down (network namespace)", link.exec()
+	} else {
+		t.Logf("cutting a1 off with a proxy (no network namespace: %v)", err)
+		srv = streamstest.Single(t)
+		proxy := streamstest.NewProxy(t, srv.Addr())
+		url, cut, heal, how = proxy.URL(), proxy.Cut, proxy.Heal, "cut a1 off Redis (proxy)"
+	}
 	cr := newChaosRun(t, "partition", srv)
-	cr.startAgent("a1", proxy.URL())
+	cr.wrap = map[string][]string{"a1": wrap}
+	cr.startAgent("a1", url)
 	cr.startAgent("a2", srv.URL)
 	cr.startAgent("a3", srv.URL)
 	cr.waitHealthy("a1", "a2", "a3")
@@ -651,11 +687,11 @@ func TestChaosPartition(t *testing.T) {
 			if !cr.waitRunning("a1", submitted) {
 				return
 			}
-			proxy.Cut()
-			cut := 2*chaosReclaimIdle + time.Second
-			cr.act("cut", "cut a1 off Redis for %s", cut)
-			time.Sleep(cut)
-			proxy.Heal()
+			d := 2*chaosReclaimIdle + time.Second
+			cut()
+			cr.act("cut", "%s for %s", how, d)
+			time.Sleep(d)
+			heal()
 			cr.act("heal", "healed a1's link")
 			cr.waitHealthy("a1")
 			cr.act("healthy", "a1 healthy again")
@@ -669,6 +705,59 @@ func TestChaosPartition(t *testing.T) {
 	res := cr.finish(3*time.Minute, false)
 	if res.Acts["cut"] == 0 || res.Reclaimed == 0 {
 		t.Errorf("%d cuts, %d reclaims: no task was reclaimed from the cut-off agent", res.Acts["cut"], res.Reclaimed)
+	}
+}
+
+// netnsLink is a network namespace joined to the host by a veth pair:
+// a process run in it (exec) reaches the host at hostIP.
+type netnsLink struct {
+	t                    *testing.T
+	name, hostIf, hostIP string
+}
+
+// newNetnsLink makes a namespace and its link, removed when t ends, or
+// says why it cannot.
+func newNetnsLink(t *testing.T) (*netnsLink, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("not root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, err
+	}
+	id := rand.IntN(1 << 14) // a /30 of 10.213.0.0/16, and interface names under 15 bytes
+	l := &netnsLink{t: t, name: fmt.Sprintf("celeroot-%d", id), hostIf: fmt.Sprintf("crh%d", id),
+		hostIP: fmt.Sprintf("10.213.%d.%d", id/64, id%64*4+1)}
+	nsIf, nsIP := fmt.Sprintf("crn%d", id), fmt.Sprintf("10.213.%d.%d", id/64, id%64*4+2)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", l.name).Run() // and its end of the pair, and so the other
+		_ = exec.Command("ip", "link", "del", l.hostIf).Run()
+	})
+	for _, args := range [][]string{
+		{"netns", "add", l.name},
+		{"link", "add", l.hostIf, "type", "veth", "peer", "name", nsIf},
+		{"link", "set", nsIf, "netns", l.name},
+		{"addr", "add", l.hostIP + "/30", "dev", l.hostIf},
+		{"link", "set", l.hostIf, "up"},
+		{"-n", l.name, "addr", "add", nsIP + "/30", "dev", nsIf},
+		{"-n", l.name, "link", "set", nsIf, "up"},
+		{"-n", l.name, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return l, nil
+}
+
+// exec is the command a program is run under to run in the namespace.
+func (l *netnsLink) exec() []string { return []string{"ip", "netns", "exec", l.name} }
+
+func (l *netnsLink) down() { l.ip("link", "set", l.hostIf, "down") }
+func (l *netnsLink) up()   { l.ip("link", "set", l.hostIf, "up") }
+
+func (l *netnsLink) ip(args ...string) {
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }
 
