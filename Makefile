@@ -67,7 +67,7 @@ schema:
 # one report it accepts).
 FUZZTIME ?= 30s
 fuzz:
-	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' scripts/fuzz
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZFLAGS='$(FUZZFLAGS)' scripts/fuzz
 
 build:
 	$(GO) build -o bin/celeroot ./cmd/celeroot
