@@ -367,22 +367,17 @@ func writeRecords(ctx context.Context, rdb redis.UniversalClient, k streams.Keys
 				if len(r) == 0 {
 					continue
 				}
-				fields := make([]string, 0, len(r))
-				for f := range r {
-					fields = append(fields, f)
-				}
-				sort.Strings(fields)
-				args := make([]any, 0, 2*len(fields))
-				for _, f := range fields {
-					args = append(args, f, r[f])
+				args := make([]any, 0, 2*len(r))
+				for f, v := range r {
+					args = append(args, f, v)
 				}
 				pipe.HSet(ctx, recordKey(k, ref), args...)
 				switch ref.Kind {
 				case KindWorker:
 					pipe.SAdd(ctx, k.WorkerIndex(), ref.ID)
 				case KindTask:
-					if t := TaskFromRecord(ref.ID, r); !t.SubmittedAt.IsZero() {
-						pipe.ZAdd(ctx, k.TaskIndex(), redis.Z{Score: float64(t.SubmittedAt.UnixMilli()), Member: ref.ID})
+					if at := parseTime(r["submitted_at"]); !at.IsZero() {
+						pipe.ZAdd(ctx, k.TaskIndex(), redis.Z{Score: float64(at.UnixMilli()), Member: ref.ID})
 					}
 				}
 			}

@@ -80,6 +80,22 @@ func taskEnd(t Task) time.Time {
 	return end
 }
 
+// recordTaskEnd is taskEnd of the task a record holds, read from the
+// fields it needs only (a rebuild asks it of every task).
+func recordTaskEnd(r Record) time.Time {
+	dead, ended := parseTime(r["dead_at"]), parseTime(r["ended_at"])
+	if r["outcome"] == "" && dead.IsZero() && ended.IsZero() {
+		return time.Time{}
+	}
+	end := parseTime(r["finished_at"])
+	for _, at := range []time.Time{dead, ended} {
+		if at.After(end) {
+			end = at
+		}
+	}
+	return end
+}
+
 // WorkerPastRetention reports whether a worker's projection is past its
 // retention at now: it left, was removed or stopped heartbeating more than
 // keep ago. A worker added with `workers add` that never registered stays
@@ -121,7 +137,7 @@ func (recs Records) Retain(now time.Time, keep Retention) {
 	for ref, r := range recs {
 		switch ref.Kind {
 		case KindTask:
-			if TaskPastRetention(TaskFromRecord(ref.ID, r), now, keep.Tasks) {
+			if end := recordTaskEnd(r); !end.IsZero() && now.Sub(end) > keep.Tasks {
 				delete(recs, ref)
 				if job := r["job"]; job != "" {
 					if jr := recs[Ref{KindJob, job}]; jr != nil {
