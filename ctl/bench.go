@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +99,10 @@ Examples:
 				Description: `Tasks are submitted one at a time, as 'celeroot task run' does, at a fixed
 rate whatever the answers take (an open loop). Submit to start is from the
 submission event to the start event; submit to result, to the finish event.
+The agents run in a process of their own (as they do on their hosts), so
+that their goroutines and the submitters' do not queue for the same Go
+scheduler; --in-process runs them here, and the figures then include that
+contention.
 
 Examples:
   celeroot bench latency
@@ -107,8 +113,21 @@ Examples:
 					&cli.IntFlag{Name: "agents", Usage: "agents", Value: 4},
 					&cli.IntFlag{Name: "concurrency", Usage: "tasks each agent runs at once", Value: 64},
 					&cli.IntFlag{Name: "projectors", Usage: "agents that also run the projector", Value: 2},
+					&cli.BoolFlag{Name: "in-process", Usage: "run the agents in this process, with the submitters, rather than in a process of their own"},
 				),
 				Action: benchAction(runLatency),
+			},
+			{
+				Name:   "agents",
+				Hidden: true,
+				Usage:  "run simulated agents (no-op executor) for a bench running in another process, until standard input closes",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "prefix", Usage: "hostnames are <prefix><n>", Value: "agent"},
+					&cli.IntFlag{Name: "agents", Usage: "agents", Value: 4},
+					&cli.IntFlag{Name: "concurrency", Usage: "tasks each agent runs at once", Value: 64},
+					&cli.IntFlag{Name: "projectors", Usage: "agents that also run the projector", Value: 2},
+				},
+				Action: benchAgents,
 			},
 			{
 				Name:  "fanout",
@@ -256,6 +275,9 @@ func checkSizes(cmd *cli.Command) error {
 
 // bench is one run's connection and namespace.
 type bench struct {
+	// where is where it connects, for a process of agents to connect to
+	// the same Redis.
+	where conn
 	conn  *streams.ConnConfig
 	admin redis.UniversalClient
 	keys  streams.Keys
@@ -286,7 +308,7 @@ func newBench(ctx context.Context, cmd *cli.Command) (*bench, error) {
 		admin.Close()
 		return nil, err
 	}
-	b := &bench{conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
+	b := &bench{where: c, conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
 	if _, _, err := streams.Init(ctx, admin, keys, "bench"); err != nil {
 		b.close(ctx, false)
 		return nil, err
@@ -408,6 +430,144 @@ func (b *bench) startFleet(ctx context.Context, prefix string, spec agentSpec) (
 	return f, nil
 }
 
+// agentProcess is a fleet of simulated agents in a process of its own
+// ('celeroot bench agents'), as agents on their hosts are: their
+// goroutines do not share a Go scheduler with the submitters. Its fleet
+// has no agents of this process; its errors are the process's.
+type agentProcess struct {
+	fleet
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
+	out   bytes.Buffer // its standard error
+}
+
+// startAgentProcess starts spec's agents (no-op executor) in a child
+// process of this program, connected to the same Redis and bench
+// namespace, and returns once it says they run.
+func (b *bench) startAgentProcess(ctx context.Context, prefix string, spec agentSpec) (*agentProcess, error) {
+	bin, err := selfBinary()
+	if err != nil {
+		return nil, err
+	}
+	p := &agentProcess{done: make(chan struct{})}
+	p.cancel = func() {}
+	p.cmd = exec.Command(bin, "--log-level", "warn", "bench", "agents", "--prefix", prefix,
+		"--agents", strconv.Itoa(spec.n), "--concurrency", strconv.Itoa(spec.concurrency), "--projectors", strconv.Itoa(spec.projectors))
+	// The connection goes in the environment, never in argv.
+	p.cmd.Env = append(os.Environ(), "CELEROOT_REDIS_URL="+b.where.url, "CELEROOT_CLUSTER="+b.keys.Cluster,
+		streams.EnvUsername+"="+b.conn.Options.Username, streams.EnvPassword+"="+b.conn.Options.Password, "CELEROOT_CONTEXT=")
+	p.cmd.Stderr = &p.out
+	ready, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the agent process: %w", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	line := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 6)
+		_, err := io.ReadFull(ready, buf)
+		if err == nil && string(buf) != "ready\n" {
+			err = fmt.Errorf("said %q", buf)
+		}
+		line <- err
+	}()
+	select {
+	case err = <-line:
+	case <-time.After(time.Minute):
+		err = errors.New("not ready within a minute")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		p.stop()
+		return nil, fmt.Errorf("agent process: %v: %s", err, strings.TrimSpace(p.out.String()))
+	}
+	return p, nil
+}
+
+// cpu is the process's CPU time so far.
+func (p *agentProcess) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 12th and 13th, in clock ticks (100 a second here).
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// stop closes the process's standard input, which stops its agents, and
+// waits for it to exit.
+func (p *agentProcess) stop() error {
+	_ = p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	if !p.cmd.ProcessState.Success() {
+		return fmt.Errorf("agent process: %s: %s", p.cmd.ProcessState, strings.TrimSpace(p.out.String()))
+	}
+	return nil
+}
+
+// benchAgents is 'celeroot bench agents': the other side of
+// startAgentProcess.
+func benchAgents(ctx context.Context, cmd *cli.Command) error {
+	c, err := connection(cmd)
+	if err != nil {
+		return err
+	}
+	cfg, err := c.parse()
+	if err != nil {
+		return err
+	}
+	admin, err := streams.Connect(ctx, cfg, 0, connectTimeout)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	keys, err := streams.LoadKeys(ctx, admin, c.cluster)
+	if err != nil {
+		return err
+	}
+	b := &bench{where: c, conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
+	f, err := b.startFleet(ctx, cmd.String("prefix"), agentSpec{n: int(cmd.Int("agents")), concurrency: int(cmd.Int("concurrency")),
+		projectors: int(cmd.Int("projectors")), exec: agent.NopExecutor{}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(cmd.Root().Writer, "ready\n")
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, cmd.Root().Reader)
+		close(eof)
+	}()
+	select {
+	case <-eof:
+	case <-ctx.Done():
+	}
+	return f.stop()
+}
+
 func (f *fleet) stop() error {
 	f.cancel()
 	f.wg.Wait()
@@ -496,10 +656,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // usage is what a measured stretch cost.
 type usage struct {
-	wall    time.Duration
+	wall time.Duration
+	// selfCPU is this process's CPU time, and its agent process's.
 	selfCPU time.Duration
 	server  streams.ServerCounters
 	trips   int64
+	// tripsHere is set when agents ran in a process of their own: trips
+	// then counts this process's calls only.
+	tripsHere bool
 }
 
 type meter struct {
@@ -508,6 +672,17 @@ type meter struct {
 	cpu    time.Duration
 	server streams.ServerCounters
 	trips  int64
+	// child, if set, is the agent process whose CPU time counts too, from
+	// childCPU on.
+	child    *agentProcess
+	childCPU time.Duration
+}
+
+// watch makes the agent process p's CPU time from now on count.
+func (m *meter) watch(p *agentProcess) {
+	if p != nil {
+		m.child, m.childCPU = p, p.cpu()
+	}
 }
 
 func (b *bench) meter(ctx context.Context) (*meter, error) {
@@ -520,6 +695,10 @@ func (b *bench) meter(ctx context.Context) (*meter, error) {
 
 func (m *meter) read(ctx context.Context) (usage, error) {
 	u := usage{wall: time.Since(m.start), selfCPU: selfCPU() - m.cpu, trips: m.b.trips.Load() - m.trips}
+	if m.child != nil {
+		u.selfCPU += m.child.cpu() - m.childCPU
+		u.tripsHere = true
+	}
 	sc, err := streams.Counters(ctx, m.b.admin)
 	if err != nil {
 		return u, err
@@ -561,7 +740,11 @@ func (r *benchResult) addUsage(u usage, n int) {
 	r.add("client CPU per task", per(u.selfCPU), "µs")
 	r.add("Redis CPU per task", per(u.server.CPU), "µs")
 	r.add("Redis commands per task", float64(u.server.Commands)/float64(n), "")
-	r.add("round trips per task", float64(u.trips)/float64(n), "")
+	if u.tripsHere {
+		r.add("round trips per task of the submitters", float64(u.trips)/float64(n), "")
+	} else {
+		r.add("round trips per task", float64(u.trips)/float64(n), "")
+	}
 	r.add("client CPU", 100*u.selfCPU.Seconds()/u.wall.Seconds(), "% of a core")
 	r.add("Redis CPU", 100*u.server.CPU.Seconds()/u.wall.Seconds(), "% of a core")
 }
@@ -725,11 +908,23 @@ func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 		"concurrency": spec.concurrency, "projectors": spec.projectors} {
 		params[k] = v
 	}
-	f, err := b.startFleet(ctx, "lat", spec)
-	if err != nil {
-		return benchResult{}, err
+	params["agents_in"] = "their own process"
+	var f *fleet
+	var child *agentProcess
+	var err error
+	if cmd.Bool("in-process") {
+		params["agents_in"] = "this process"
+		if f, err = b.startFleet(ctx, "lat", spec); err != nil {
+			return benchResult{}, err
+		}
+		defer f.stop()
+	} else {
+		if child, err = b.startAgentProcess(ctx, "lat", spec); err != nil {
+			return benchResult{}, err
+		}
+		defer child.stop()
+		f = &child.fleet
 	}
-	defer f.stop()
 	if err := b.waitWorkers(ctx, f, agents, 30*time.Second); err != nil {
 		return benchResult{}, err
 	}
@@ -749,6 +944,7 @@ func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 	if err != nil {
 		return benchResult{}, err
 	}
+	m.watch(child)
 	// A pool of submitters fed at the pace: a slow submission holds back
 	// only its own submitter, not the schedule.
 	var wg sync.WaitGroup
