@@ -121,6 +121,11 @@ Examples:
 				Name:   "agents",
 				Hidden: true,
 				Usage:  "run simulated agents (no-op executor) for a bench running in another process, until standard input closes",
+				Description: `'celeroot bench latency' starts it in a process of its own, with --cluster
+naming the bench namespace; it prints "ready" once its agents run.
+
+Examples:
+  celeroot --cluster bench-0123456789 bench agents --agents 4 --projectors 2`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "prefix", Usage: "hostnames are <prefix><n>", Value: "agent"},
 					&cli.IntFlag{Name: "agents", Usage: "agents", Value: 4},
