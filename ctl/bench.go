@@ -1331,7 +1331,9 @@ func runRebuild(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 	if err != nil {
 		return benchResult{}, err
 	}
+	restoreGC := batchGC() // as 'celeroot projections rebuild' runs
 	rebuilt, err := projections.Rebuild(ctx, projections.NewHistory(b.admin, b.keys, nil), projections.RebuildOptions{Consumer: "bench-rebuild"})
+	restoreGC()
 	if err != nil {
 		return benchResult{}, err
 	}

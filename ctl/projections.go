@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/celeroot/celeroot/projections"
@@ -82,6 +85,61 @@ func projectionsVerify(ctx context.Context, cmd *cli.Command) error {
 	return nil
 }
 
+// Garbage collection of a batch command (a rebuild folds the whole history
+// in memory, and most of what it allocates is garbage at once): the heap
+// may grow to batchGCPercent % above what is live, rather than Go's 100 %,
+// unless $GOGC says otherwise; and the soft memory limit is at most
+// batchMemoryShare of the machine's memory, unless $GOMEMLIMIT says
+// otherwise, so that the collector works harder before memory runs out.
+const (
+	batchGCPercent   = 200
+	batchMemoryShare = 0.5
+)
+
+// batchGC sets the batch command's collector settings and returns what
+// restores the previous ones.
+func batchGC() (restore func()) {
+	prevPercent, prevLimit := -2, int64(-1)
+	if os.Getenv("GOGC") == "" {
+		prevPercent = debug.SetGCPercent(batchGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if total := memTotal(); total > 0 {
+			limit := int64(float64(total) * batchMemoryShare)
+			if cur := debug.SetMemoryLimit(-1); limit < cur {
+				prevLimit = debug.SetMemoryLimit(limit)
+			}
+		}
+	}
+	return func() {
+		if prevPercent != -2 {
+			debug.SetGCPercent(prevPercent)
+		}
+		if prevLimit >= 0 {
+			debug.SetMemoryLimit(prevLimit)
+		}
+	}
+}
+
+// memTotal is the machine's memory in bytes (MemTotal of /proc/meminfo),
+// or 0 where it cannot be read.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 func projectionsRebuild(ctx context.Context, cmd *cli.Command) error {
 	e, err := connect(ctx, cmd, 0)
 	if err != nil {
@@ -92,6 +150,7 @@ func projectionsRebuild(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	defer batchGC()()
 	host, _ := os.Hostname()
 	res, err := projections.Rebuild(ctx, h, projections.RebuildOptions{
 		Retention: keep, Consumer: fmt.Sprintf("rebuild-%s-%d", host, os.Getpid()),
