@@ -310,11 +310,9 @@ func (r *Reader) Rewind() {
 // returns at most max entries (Count if max <= 0), decoded; call it until
 // it returns none.
 func (r *Reader) Adopt(ctx context.Context, earlier func(consumer string) bool, max int64) ([]Message, error) {
-	if err := r.ensureGroups(ctx); err != nil {
+	max, err := r.claimBound(ctx, max)
+	if err != nil {
 		return nil, err
-	}
-	if max <= 0 {
-		max = r.opts.Count
 	}
 	var out []Message
 	for _, s := range r.opts.Streams {
@@ -362,6 +360,18 @@ func (r *Reader) Adopt(ctx context.Context, earlier func(consumer string) bool, 
 	return out, nil
 }
 
+// claimBound makes sure the groups exist and returns how many entries a
+// claim may take at most: max, or Count if max <= 0.
+func (r *Reader) claimBound(ctx context.Context, max int64) (int64, error) {
+	if err := r.ensureGroups(ctx); err != nil {
+		return 0, err
+	}
+	if max <= 0 {
+		max = r.opts.Count
+	}
+	return max, nil
+}
+
 // Reclaim takes over entries that other consumers of the group read but
 // did not acknowledge within minIdle (their process died or hung), with
 // XAUTOCLAIM, and returns them decoded. Entries that were trimmed while
@@ -369,11 +379,9 @@ func (r *Reader) Adopt(ctx context.Context, earlier func(consumer string) bool, 
 // Claiming resets an entry's idle time, so two reclaimers never both get
 // the same entry.
 func (r *Reader) Reclaim(ctx context.Context, minIdle time.Duration, max int64) ([]Message, error) {
-	if err := r.ensureGroups(ctx); err != nil {
+	max, err := r.claimBound(ctx, max)
+	if err != nil {
 		return nil, err
-	}
-	if max <= 0 {
-		max = r.opts.Count
 	}
 	var out []Message
 	for _, s := range r.opts.Streams {
