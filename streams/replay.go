@@ -82,27 +82,49 @@ const DefaultPage = 500
 
 // Replay calls fn for every entry of stream with from <= id <= to, in
 // order, reading XRANGE pages of page entries ("-" and "+" are the ends).
-// It stops at the first error fn returns.
+// The next page is read while fn works through the current one. It stops
+// at the first error fn returns.
 func Replay(ctx context.Context, rdb redis.UniversalClient, stream, from, to string, page int64, fn func(Entry) error) error {
 	if page <= 0 {
 		page = DefaultPage
 	}
-	start := from
-	for {
-		msgs, err := rdb.XRangeN(ctx, stream, start, to, page).Result()
-		if err != nil {
-			return fmt.Errorf("replay %s from %s: %w", stream, start, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		msgs []redis.XMessage
+		err  error
+	}
+	pages := make(chan result, 1)
+	go func() {
+		defer close(pages)
+		start := from
+		for {
+			msgs, err := rdb.XRangeN(ctx, stream, start, to, page).Result()
+			if err != nil {
+				err = fmt.Errorf("replay %s from %s: %w", stream, start, err)
+			}
+			select {
+			case pages <- result{msgs, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || int64(len(msgs)) < page {
+				return
+			}
+			start = "(" + msgs[len(msgs)-1].ID
 		}
-		for _, m := range msgs {
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
+		}
+		for _, m := range p.msgs {
 			if err := fn(entryOf(stream, m)); err != nil {
 				return err
 			}
 		}
-		if int64(len(msgs)) < page {
-			return nil
-		}
-		start = "(" + msgs[len(msgs)-1].ID
 	}
+	return nil
 }
 
 // After returns up to n entries of stream that come after the entry ID
