@@ -99,6 +99,9 @@ const (
 	DeadWorkerIdle = time.Second
 	// MaxConcurrency bounds Concurrency.
 	MaxConcurrency = 1024
+	// MinHeartbeat and MinReclaimIdle bound Heartbeat and ReclaimIdle.
+	MinHeartbeat   = 100 * time.Millisecond
+	MinReclaimIdle = 300 * time.Millisecond
 )
 
 func (c *Config) setDefaults() error {
@@ -115,8 +118,8 @@ func (c *Config) setDefaults() error {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
 	}
-	if c.Heartbeat < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("heartbeat %s: must be at least 100ms", c.Heartbeat))
+	if c.Heartbeat < MinHeartbeat {
+		errs = append(errs, fmt.Errorf("heartbeat %s: must be at least %s", c.Heartbeat, MinHeartbeat))
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -136,8 +139,8 @@ func (c *Config) setDefaults() error {
 	if c.ReclaimIdle == 0 {
 		c.ReclaimIdle = DefaultReclaimIdle
 	}
-	if c.ReclaimIdle < 300*time.Millisecond {
-		errs = append(errs, fmt.Errorf("reclaim idle %s: must be at least 300ms", c.ReclaimIdle))
+	if c.ReclaimIdle < MinReclaimIdle {
+		errs = append(errs, fmt.Errorf("reclaim idle %s: must be at least %s", c.ReclaimIdle, MinReclaimIdle))
 	}
 	if c.MaxDeliveries == 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries

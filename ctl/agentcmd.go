@@ -84,8 +84,9 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	// The flags the agent package bounds are checked here too, before
-	// connecting, so that the error names the flag.
+	// The agent package's bounds, checked here before connecting so that
+	// the error names the flag; unlike the package, which reads a zero
+	// setting as its default, a flag given as 0 is refused.
 	if err := streams.ValidateName("role", cmd.String("role")); err != nil {
 		return usagef("--role: %v", err)
 	}
@@ -95,8 +96,8 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		}
 		return usagef("this host's name %q is not a valid worker hostname (%v): give one with --hostname", host, err)
 	}
-	if d := cmd.Duration("heartbeat"); d < 100*time.Millisecond {
-		return usagef("--heartbeat %s: must be at least 100ms (default %s)", d, agent.DefaultHeartbeat)
+	if d := cmd.Duration("heartbeat"); d < agent.MinHeartbeat {
+		return usagef("--heartbeat %s: must be at least %s (default %s)", d, agent.MinHeartbeat, agent.DefaultHeartbeat)
 	}
 	if n := cmd.Int("concurrency"); n < 1 || n > agent.MaxConcurrency {
 		return usagef("--concurrency %d: must be between 1 and %d (default %d)", n, agent.MaxConcurrency, agent.DefaultConcurrency)
@@ -104,8 +105,8 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	if d := cmd.Duration("shutdown-timeout"); d < 0 {
 		return usagef("--shutdown-timeout %s: must be >= 0 (default %s)", d, agent.DefaultShutdownTimeout)
 	}
-	if d := cmd.Duration("reclaim-idle"); d < 300*time.Millisecond {
-		return usagef("--reclaim-idle %s: must be at least 300ms (default %s)", d, agent.DefaultReclaimIdle)
+	if d := cmd.Duration("reclaim-idle"); d < agent.MinReclaimIdle {
+		return usagef("--reclaim-idle %s: must be at least %s (default %s)", d, agent.MinReclaimIdle, agent.DefaultReclaimIdle)
 	}
 	if n := cmd.Int("max-deliveries"); n < 1 {
 		return usagef("--max-deliveries %d: must be at least 1 (default %d)", n, agent.DefaultMaxDeliveries)
