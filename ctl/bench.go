@@ -1117,7 +1117,7 @@ func runFanout(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, er
 	}
 	// What `task run command --target all` does: resolve, then submit one
 	// task per worker as one job.
-	targets, err := resolveTarget(ctx, store, "all", nil, "command")
+	targets, err := resolveTarget(ctx, store, events.Target{All: true}, nil, "command")
 	if err != nil {
 		return benchResult{}, err
 	}

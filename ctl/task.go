@@ -168,11 +168,6 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 	if tflag != "" && qflag != "" {
 		return usagef("--target and --queue exclude each other")
 	}
-	if tflag != "" {
-		if _, err := events.ParseTarget(tflag); err != nil {
-			return usagef("--target: %v", err) // before connecting
-		}
-	}
 	if qflag != "" {
 		if err := streams.ValidateName("role", qflag); err != nil {
 			return usagef("--queue: %v", err)
@@ -188,6 +183,12 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 		}
 		if tflag == "" {
 			tflag = "all"
+		}
+	}
+	var target events.Target
+	if tflag != "" {
+		if target, err = events.ParseTarget(tflag); err != nil {
+			return usagef("--target: %v", err) // before connecting
 		}
 	}
 	timeout := cmd.Duration("timeout")
@@ -294,11 +295,10 @@ func runTask(ctx context.Context, cmd *cli.Command) error {
 
 	var targets []dispatchTarget
 	if qflag != "" {
-		if err := streams.ValidateName("role", qflag); err != nil {
-			return usagef("--queue: %v", err)
-		}
+		// --queue was checked above; a role from the config's queue
+		// routing was checked with the document.
 		targets = []dispatchTarget{{events.RouteQueue, qflag}}
-	} else if targets, err = resolveTarget(ctx, store, tflag, selector, name); err != nil {
+	} else if targets, err = resolveTarget(ctx, store, target, selector, name); err != nil {
 		var ue usageError
 		if plugin != nil && !errors.As(err, &ue) {
 			return fmt.Errorf("%w; plugin %s is served by: %s", err, name, plugin.where())
@@ -538,13 +538,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// resolveTarget turns --target into destinations, checked against the
-// worker projection.
-func resolveTarget(ctx context.Context, store *projections.Store, target string, selector map[string]string, task string) ([]dispatchTarget, error) {
-	parsed, err := events.ParseTarget(target)
-	if err != nil {
-		return nil, usagef("--target: %v", err) // before reading the workers
-	}
+// resolveTarget turns a parsed --target into destinations, checked
+// against the worker projection.
+func resolveTarget(ctx context.Context, store *projections.Store, parsed events.Target, selector map[string]string, task string) ([]dispatchTarget, error) {
+	target := parsed.String()
 	all, err := store.Workers(ctx)
 	if err != nil {
 		return nil, err
