@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -172,7 +174,7 @@ Exit codes:
 // refuse unknown subcommands, and name itself in the errors it returns.
 func setUsageErrors(cmd *cli.Command) {
 	cmd.OnUsageError = func(_ context.Context, c *cli.Command, err error, _ bool) error {
-		return cmdError{pathOf(c), usageError{plainFlagError(err)}}
+		return cmdError{pathOf(c), usageError{plainFlagError(c, err)}}
 	}
 	if len(cmd.Commands) > 0 && cmd.Action == nil {
 		cmd.Action = func(_ context.Context, c *cli.Command) error {
@@ -203,35 +205,46 @@ func setUsageErrors(cmd *cli.Command) {
 
 // flagValueErr matches the flag parser's report of a value it could not
 // parse: `invalid value "abc" for flag -timeout: time: invalid duration "abc"`.
-var flagValueErr = regexp.MustCompile(`^invalid value "(.*)" for flag -+([A-Za-z0-9][A-Za-z0-9-]*): (.*)$`)
+var flagValueErr = regexp.MustCompile(`^invalid value "(.*)" for flag -+([A-Za-z0-9][A-Za-z0-9-]*): `)
 
-// plainFlagError rewrites the flag parser's report of an unparsable value
-// into what celeroot's own checks say: the flag, the value, what kind of
-// value it takes, and an example. Other errors pass unchanged.
-func plainFlagError(err error) error {
+// plainFlagError rewrites the flag parser's report of a value it could not
+// parse into what celeroot's own checks say: the flag, the value, what
+// kind of value the flag takes (from the flag's type), and an example.
+// Other errors pass unchanged.
+func plainFlagError(c *cli.Command, err error) error {
 	m := flagValueErr.FindStringSubmatch(err.Error())
 	if m == nil {
 		return err
 	}
-	value, name, why := m[1], m[2], m[3]
+	value, name := m[1], m[2]
 	var want string
-	switch {
-	case strings.HasPrefix(why, "time:"):
+	switch lookupFlag(c, name).(type) {
+	case *cli.DurationFlag:
 		want = "not a duration: use a number with a unit, as in 30s, 5m or 1h30m"
-	case strings.Contains(why, "ParseInt") || strings.Contains(why, "ParseUint"):
-		if strings.Contains(why, "out of range") {
+	case *cli.IntFlag:
+		if _, perr := strconv.ParseInt(value, 0, 64); errors.Is(perr, strconv.ErrRange) {
 			want = "out of range for a whole number"
 		} else {
 			want = "not a whole number: use digits, as in 10"
 		}
-	case strings.Contains(why, "ParseFloat"):
-		want = "not a number: use digits, as in 0.5"
-	case why == "parse error" || strings.Contains(why, "ParseBool"):
+	case *cli.BoolFlag:
 		want = "use true or false, as in --" + name + "=false"
 	default:
-		want = why
+		return err
 	}
 	return fmt.Errorf("--%s %q: %s", name, value, want)
+}
+
+// lookupFlag finds the flag named name among c's and its ancestors'.
+func lookupFlag(c *cli.Command, name string) cli.Flag {
+	for _, cc := range c.Lineage() {
+		for _, f := range cc.Flags {
+			if slices.Contains(f.Names(), name) {
+				return f
+			}
+		}
+	}
+	return nil
 }
 
 // taskParamFlags lets task parameters be given as flags of `task run`, as
