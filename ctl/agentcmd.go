@@ -61,9 +61,6 @@ Examples:
 const DefaultPluginDir = "/etc/celeroot/plugins"
 
 func runAgent(ctx context.Context, cmd *cli.Command) error {
-	if cmd.Args().Len() > 0 {
-		return usagef("unexpected argument %q", cmd.Args().First())
-	}
 	if f := cmd.String("config"); f != "" {
 		if err := loadAgentConfig(cmd, f); err != nil {
 			return err

@@ -62,9 +62,6 @@ Examples:
 }
 
 func runDev(ctx context.Context, cmd *cli.Command) error {
-	if cmd.Args().Len() > 0 {
-		return usagef("unexpected argument %q", cmd.Args().First())
-	}
 	port := int(cmd.Int("port"))
 	if port < 0 || port > 65535 {
 		return usagef("--port %d: must be between 0 and 65535", port)

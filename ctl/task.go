@@ -1047,9 +1047,6 @@ const MaxAttempts = 100
 const listScanLimit = 10000
 
 func taskList(ctx context.Context, cmd *cli.Command) error {
-	if cmd.Args().Len() > 0 {
-		return usagef("unexpected argument %q", cmd.Args().First())
-	}
 	format, err := outputFormat(cmd)
 	if err != nil {
 		return err
@@ -1165,9 +1162,6 @@ type deadView struct {
 }
 
 func taskDead(ctx context.Context, cmd *cli.Command) error {
-	if cmd.Args().Len() > 0 {
-		return usagef("unexpected argument %q", cmd.Args().First())
-	}
 	format, err := outputFormat(cmd)
 	if err != nil {
 		return err

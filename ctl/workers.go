@@ -183,9 +183,6 @@ type workerView struct {
 }
 
 func workersList(ctx context.Context, cmd *cli.Command) error {
-	if cmd.Args().Len() > 0 {
-		return usagef("unexpected argument %q", cmd.Args().First())
-	}
 	format, err := outputFormat(cmd)
 	if err != nil {
 		return err
