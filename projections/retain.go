@@ -68,26 +68,23 @@ func TaskPastRetention(t Task, now time.Time, keep time.Duration) bool {
 
 // taskEnd is when a task ended, or zero while it has not.
 func taskEnd(t Task) time.Time {
-	if !t.Done() {
-		return time.Time{}
-	}
-	end := t.FinishedAt
-	for _, at := range []time.Time{t.DeadAt, t.EndedAt} {
-		if at.After(end) {
-			end = at
-		}
-	}
-	return end
+	return endOf(t.Outcome != "", t.FinishedAt, t.DeadAt, t.EndedAt)
 }
 
 // recordTaskEnd is taskEnd of the task a record holds, read from the
 // fields it needs only (a rebuild asks it of every task).
 func recordTaskEnd(r Record) time.Time {
-	dead, ended := parseTime(r["dead_at"]), parseTime(r["ended_at"])
-	if r["outcome"] == "" && dead.IsZero() && ended.IsZero() {
+	return endOf(r["outcome"] != "", parseTime(r["finished_at"]), parseTime(r["dead_at"]), parseTime(r["ended_at"]))
+}
+
+// endOf is when a task with these fields ended: the latest of its finish,
+// dead-lettering and end (expiry, cancellation), once it has an outcome,
+// was dead-lettered or ended (Task.Done); zero before.
+func endOf(outcome bool, finished, dead, ended time.Time) time.Time {
+	if !outcome && dead.IsZero() && ended.IsZero() {
 		return time.Time{}
 	}
-	end := parseTime(r["finished_at"])
+	end := finished
 	for _, at := range []time.Time{dead, ended} {
 		if at.After(end) {
 			end = at
