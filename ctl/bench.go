@@ -292,12 +292,32 @@ type bench struct {
 }
 
 func newBench(ctx context.Context, cmd *cli.Command) (*bench, error) {
+	b, err := openBench(ctx, cmd, benchPrefix+strings.ToLower(ulid.Make().String()[16:]))
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := streams.Init(ctx, b.admin, b.keys, "bench"); err != nil {
+		b.close(ctx, false)
+		return nil, err
+	}
+	return b, nil
+}
+
+// benchPrefix starts the name of every bench namespace.
+const benchPrefix = "bench-"
+
+// openBench connects to the Redis of the global flags (by default the dev
+// one) and to the cluster namespace name, or --cluster's if name is "".
+func openBench(ctx context.Context, cmd *cli.Command, name string) (*bench, error) {
 	c, err := connection(cmd)
 	if err != nil {
 		return nil, err
 	}
 	if !cmd.IsSet("redis") && c.url == DefaultRedisURL {
 		c.url = fmt.Sprintf("redis://127.0.0.1:%d", DefaultDevPort)
+	}
+	if name == "" {
+		name = c.cluster
 	}
 	cfg, err := c.parse()
 	if err != nil {
@@ -307,18 +327,12 @@ func newBench(ctx context.Context, cmd *cli.Command) (*bench, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (start one with 'celeroot dev', or name another with --redis)", err)
 	}
-	name := "bench-" + strings.ToLower(ulid.Make().String()[16:])
 	keys, err := streams.LoadKeys(ctx, admin, name)
 	if err != nil {
 		admin.Close()
 		return nil, err
 	}
-	b := &bench{where: c, conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
-	if _, _, err := streams.Init(ctx, admin, keys, "bench"); err != nil {
-		b.close(ctx, false)
-		return nil, err
-	}
-	return b, nil
+	return &bench{where: c, conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}, nil
 }
 
 func (b *bench) close(ctx context.Context, keep bool) {
@@ -437,10 +451,8 @@ func (b *bench) startFleet(ctx context.Context, prefix string, spec agentSpec) (
 
 // agentProcess is a fleet of simulated agents in a process of its own
 // ('celeroot bench agents'), as agents on their hosts are: their
-// goroutines do not share a Go scheduler with the submitters. Its fleet
-// has no agents of this process; its errors are the process's.
+// goroutines do not share a Go scheduler with the submitters.
 type agentProcess struct {
-	fleet
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	done  chan struct{}
@@ -456,7 +468,6 @@ func (b *bench) startAgentProcess(ctx context.Context, prefix string, spec agent
 		return nil, err
 	}
 	p := &agentProcess{done: make(chan struct{})}
-	p.cancel = func() {}
 	p.cmd = exec.Command(bin, "--log-level", "warn", "bench", "agents", "--prefix", prefix,
 		"--agents", strconv.Itoa(spec.n), "--concurrency", strconv.Itoa(spec.concurrency), "--projectors", strconv.Itoa(spec.projectors))
 	// The connection goes in the environment, never in argv.
@@ -518,6 +529,16 @@ func (p *agentProcess) cpu() time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// err says that the process exited, which it does only when stopped.
+func (p *agentProcess) err() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("agent process exited: %s: %s", p.cmd.ProcessState, strings.TrimSpace(p.out.String()))
+	default:
+		return nil
+	}
+}
+
 // stop closes the process's standard input, which stops its agents, and
 // waits for it to exit.
 func (p *agentProcess) stop() error {
@@ -537,24 +558,17 @@ func (p *agentProcess) stop() error {
 // benchAgents is 'celeroot bench agents': the other side of
 // startAgentProcess.
 func benchAgents(ctx context.Context, cmd *cli.Command) error {
-	c, err := connection(cmd)
+	// Simulated agents in a real cluster would take its tasks: only a
+	// bench namespace (which 'celeroot bench' creates and deletes) is
+	// served.
+	if c := cmd.String("cluster"); !strings.HasPrefix(c, benchPrefix) {
+		return usagef("--cluster %q: bench agents serves a bench namespace only (%s..., made by 'celeroot bench latency'), never a real cluster", c, benchPrefix)
+	}
+	b, err := openBench(ctx, cmd, "")
 	if err != nil {
 		return err
 	}
-	cfg, err := c.parse()
-	if err != nil {
-		return err
-	}
-	admin, err := streams.Connect(ctx, cfg, 0, connectTimeout)
-	if err != nil {
-		return err
-	}
-	defer admin.Close()
-	keys, err := streams.LoadKeys(ctx, admin, c.cluster)
-	if err != nil {
-		return err
-	}
-	b := &bench{where: c, conn: cfg, admin: admin, keys: keys, logw: cmd.Root().ErrWriter}
+	defer b.admin.Close()
 	f, err := b.startFleet(ctx, cmd.String("prefix"), agentSpec{n: int(cmd.Int("agents")), concurrency: int(cmd.Int("concurrency")),
 		projectors: int(cmd.Int("projectors")), exec: agent.NopExecutor{}})
 	if err != nil {
@@ -591,7 +605,11 @@ func (f *fleet) err() error {
 }
 
 // waitWorkers waits until n workers are registered in the projections.
-func (b *bench) waitWorkers(ctx context.Context, f *fleet, n int, within time.Duration) error {
+// agentSet is where a scenario's simulated agents run: a fleet in this
+// process or an agentProcess. err reports their failure.
+type agentSet interface{ err() error }
+
+func (b *bench) waitWorkers(ctx context.Context, f agentSet, n int, within time.Duration) error {
 	store := projections.NewStore(b.admin, b.keys)
 	deadline := time.Now().Add(within)
 	for {
@@ -616,7 +634,7 @@ func (b *bench) waitWorkers(ctx context.Context, f *fleet, n int, within time.Du
 
 // waitEnded waits until every task of ids is projected as ended and
 // returns when the last one was seen.
-func (b *bench) waitEnded(ctx context.Context, f *fleet, ids []string, within time.Duration) (time.Time, error) {
+func (b *bench) waitEnded(ctx context.Context, f agentSet, ids []string, within time.Duration) (time.Time, error) {
 	store := projections.NewStore(b.admin, b.keys)
 	deadline := time.Now().Add(within)
 	left := ids
@@ -913,22 +931,24 @@ func runLatency(ctx context.Context, b *bench, cmd *cli.Command) (benchResult, e
 		"concurrency": spec.concurrency, "projectors": spec.projectors} {
 		params[k] = v
 	}
-	params["agents_in"] = "their own process"
-	var f *fleet
+	var f agentSet
 	var child *agentProcess
-	var err error
 	if cmd.Bool("in-process") {
 		params["agents_in"] = "this process"
-		if f, err = b.startFleet(ctx, "lat", spec); err != nil {
+		fl, err := b.startFleet(ctx, "lat", spec)
+		if err != nil {
 			return benchResult{}, err
 		}
-		defer f.stop()
+		defer fl.stop()
+		f = fl
 	} else {
+		params["agents_in"] = "their own process"
+		var err error
 		if child, err = b.startAgentProcess(ctx, "lat", spec); err != nil {
 			return benchResult{}, err
 		}
 		defer child.stop()
-		f = &child.fleet
+		f = child
 	}
 	if err := b.waitWorkers(ctx, f, agents, 30*time.Second); err != nil {
 		return benchResult{}, err
