@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -253,34 +254,37 @@ type localProvider struct {
 	stopped  map[string]int           // name -> pid
 }
 
+// providers are the values of --provider.
+var providers = []string{"print", "local"}
+
 // checkProvider refuses an unknown --provider before anything connects.
 func checkProvider(cmd *cli.Command) error {
-	switch cmd.String("provider") {
-	case "print", "local":
-		return nil
+	if p := cmd.String("provider"); !slices.Contains(providers, p) {
+		return usagef("--provider %q: use %s", p, strings.Join(providers, " or "))
 	}
-	return usagef("--provider %q: use print or local", cmd.String("provider"))
+	return nil
 }
 
 // newProvider returns the provider named by --provider.
 func newProvider(cmd *cli.Command, e *env) (provider, error) {
-	w := cmd.Root().Writer
-	switch cmd.String("provider") {
-	case "print":
-		return printProvider{w: w, e: e}, nil
-	case "local":
-		dir, err := stateDir(cmd, e.keys.Cluster)
-		if err != nil {
-			return nil, err
-		}
-		c, err := connection(cmd)
-		if err != nil {
-			return nil, err
-		}
-		return &localProvider{w: w, e: e, dir: dir, redis: c.url, password: c.password,
-			children: map[string]chan struct{}{}, stopped: map[string]int{}}, nil
+	if err := checkProvider(cmd); err != nil {
+		return nil, err
 	}
-	return nil, usagef("--provider %q: use print or local", cmd.String("provider"))
+	w := cmd.Root().Writer
+	if cmd.String("provider") == "print" {
+		return printProvider{w: w, e: e}, nil
+	}
+	// local
+	dir, err := stateDir(cmd, e.keys.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	c, err := connection(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &localProvider{w: w, e: e, dir: dir, redis: c.url, password: c.password,
+		children: map[string]chan struct{}{}, stopped: map[string]int{}}, nil
 }
 
 func stateDir(cmd *cli.Command, cluster string) (string, error) {
