@@ -144,7 +144,7 @@ func CheckInvariants(ctx context.Context, h *History, keep Retention, now time.T
 			r.undecodable(e)
 			return nil
 		}
-		if p, ok := e.Envelope.Payload.(events.ScheduleFired); ok && e.Err == nil && !p.Manual {
+		if p, ok := e.Envelope.Payload.(events.ScheduleFired); ok && !p.Manual {
 			r.Fires++
 			k := fmt.Sprintf("%s@%d", p.Schedule, p.SlotMS)
 			if fired[k] {
