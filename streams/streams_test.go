@@ -246,13 +246,7 @@ func TestReclaimAndTrimmedWhilePending(t *testing.T) {
 		if again, _ := other.Reclaim(ctx, 100*time.Millisecond, 0); len(again) != 0 {
 			t.Errorf("second Reclaim = %v, want nothing", ids(again))
 		}
-		dl, err := streams.DeadLetters(ctx, rdb, keys.DeadLetters(), 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(dl) != 1 || dl[0].EntryID != taken[0].ID || !strings.Contains(dl[0].Reason, "deleted") {
-			t.Errorf("dead letters = %+v, want the trimmed entry %s", dl, taken[0].ID)
-		}
+		wantTrimmedDeadLetter(t, rdb, keys, taken[0].ID)
 	})
 }
 
@@ -308,14 +302,21 @@ func TestAdoptEarlierConsumers(t *testing.T) {
 		if err != nil || len(pend) != 1 || pend[0].ID != kept[0].ID {
 			t.Errorf("web2-100's pending = %+v, %v; want its entry %s left alone", pend, err, kept[0].ID)
 		}
-		dl, err := streams.DeadLetters(ctx, rdb, keys.DeadLetters(), 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(dl) != 1 || dl[0].EntryID != taken[0].ID || !strings.Contains(dl[0].Reason, "deleted") {
-			t.Errorf("dead letters = %+v, want the trimmed entry %s", dl, taken[0].ID)
-		}
+		wantTrimmedDeadLetter(t, rdb, keys, taken[0].ID)
 	})
+}
+
+// wantTrimmedDeadLetter checks that the dead letters are one entry, id,
+// dead-lettered because it was trimmed while pending.
+func wantTrimmedDeadLetter(t *testing.T, rdb redis.UniversalClient, keys streams.Keys, id string) {
+	t.Helper()
+	dl, err := streams.DeadLetters(context.Background(), rdb, keys.DeadLetters(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dl) != 1 || dl[0].EntryID != id || !strings.Contains(dl[0].Reason, "deleted") {
+		t.Errorf("dead letters = %+v, want the trimmed entry %s", dl, id)
+	}
 }
 
 func started(id, worker string) events.Envelope {
