@@ -97,7 +97,15 @@ func TestWorkersAddRemoveScale(t *testing.T) {
 	if out, errOut, code = run(t, env, "workers", "remove", "web3"); code != 0 || !strings.Contains(out, "1 queued tasks expired") {
 		t.Fatalf("workers remove: exit %d\n%s%s", code, out, errOut)
 	}
-	if out, _, _ = run(t, env, "task", "status", id); !strings.Contains(out, "State:      expired") || !strings.Contains(out, "worker web3 was removed") {
+	// The expiry is an event; status shows it once the projector has
+	// applied it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, _, _ = run(t, env, "task", "status", id)
+		if strings.Contains(out, "State:      expired") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(out, "State:      expired") || !strings.Contains(out, "worker web3 was removed") {
 		t.Errorf("task of the removed worker:\n%s", out)
 	}
 	if out, _, _ = run(t, env, "workers", "list"); strings.Contains(out, "web3") {
