@@ -24,9 +24,9 @@ var ErrNotFound = errors.New("projections: not found")
 // number of guards, then per guard: its number of fields n, the field
 // holding its order (VersionPrefix and its name), its order, and the n
 // field/value pairs; from the order field on, a guard's arguments are an
-// HSET's, passed on as they are. A record costs one HMGET and one HSET per
-// newer guard. Each guard appears at most once per record (the caller
-// keeps the newest patch of a guard).
+// HSET's, passed on as they are. A record costs one HMGET and one HSET of
+// the fields of all its newer guards together. Each guard appears at most
+// once per record (the caller keeps the newest patch of a guard).
 var applyScript = redis.NewScript(`
 local function newer(a, b)
   if not b then return true end
@@ -50,20 +50,26 @@ for k = 1, #KEYS do
     i = i + 3 + 2 * tonumber(ARGV[i])
   end
   local cur = redis.call('HMGET', KEYS[k], unpack(names))
+  local w, n = {}, 0
   for x = 1, g do
     local p = at[x]
     if newer(ARGV[p + 2], cur[x]) then
-      redis.call('HSET', KEYS[k], unpack(ARGV, p + 1, p + 2 + 2 * tonumber(ARGV[p])))
+      for y = p + 1, p + 2 + 2 * tonumber(ARGV[p]) do
+        n = n + 1
+        w[n] = ARGV[y]
+      end
       applied = applied + 1
     end
   end
+  if n > 0 then redis.call('HSET', KEYS[k], unpack(w, 1, n)) end
 end
 return applied
 `)
 
 // maxRecordsPerCall bounds the records one applyScript call updates, and
-// maxGuardsPerRecord the guards of one record in it (a Lua call unpacks at
-// most about 8000 values).
+// maxGuardsPerRecord the guards of one record in it: a Lua call unpacks at
+// most about 8000 values, and one record's HSET is at most 128 guards of
+// at most 13 fields (a submission's) each, 3,584 values.
 const (
 	maxRecordsPerCall  = 128
 	maxGuardsPerRecord = 128
