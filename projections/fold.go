@@ -22,8 +22,8 @@ func (recs Records) Apply(p Patch) bool {
 		return false
 	}
 	r[vf] = p.Order
-	for k, v := range p.Fields {
-		r[k] = v
+	for _, f := range p.Fields {
+		r[f.Name] = f.Value
 	}
 	return true
 }

@@ -239,7 +239,8 @@ func TestGuardsDoNotShareFields(t *testing.T) {
 			if owner[p.Ref] == nil {
 				owner[p.Ref] = map[string]string{}
 			}
-			for f := range p.Fields {
+			for _, fl := range p.Fields {
+				f := fl.Name
 				if g, ok := owner[p.Ref][f]; ok && g != p.Guard {
 					t.Errorf("%v field %q is written by guards %q and %q", p.Ref, f, g, p.Guard)
 				}

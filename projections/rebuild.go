@@ -49,8 +49,8 @@ func (f *fold) add(e streams.Entry) error {
 			f.fieldsOf[p.Ref] = g
 		}
 		if g[p.Guard] == nil {
-			for k := range p.Fields {
-				g[p.Guard] = append(g[p.Guard], k)
+			for _, fl := range p.Fields {
+				g[p.Guard] = append(g[p.Guard], fl.Name)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,9 +32,13 @@ type Patch struct {
 	Ref   Ref
 	Guard string
 	// Order is the stream entry ID ("<ms>-<seq>") of the event.
-	Order  string
-	Fields map[string]string
+	Order string
+	// Fields are the guard's fields, each named once.
+	Fields []Field
 }
+
+// Field is one field of a record and its value.
+type Field struct{ Name, Value string }
 
 // VersionPrefix prefixes the field that holds a guard's order.
 const VersionPrefix = "_v."
@@ -47,41 +52,41 @@ func Reduce(e events.Envelope, order string) []Patch {
 	at := e.Time.UTC().Format(timeLayout)
 	switch p := e.Payload.(type) {
 	case events.WorkerRegistered:
-		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "reg", Order: order, Fields: map[string]string{
-			"role":            p.Role,
-			"labels":          jsonString(p.Labels),
-			"version":         p.Version,
-			"tasks":           jsonString(p.Tasks),
-			"plugins":         jsonString(p.Plugins),
-			"plugin_problems": jsonString(p.PluginProblems),
-			"pid":             strconv.Itoa(p.PID),
-			"heartbeat_ms":    strconv.FormatInt(p.HeartbeatMS, 10),
-			"registered_at":   at,
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "reg", Order: order, Fields: []Field{
+			{"role", p.Role},
+			{"labels", jsonString(p.Labels)},
+			{"version", p.Version},
+			{"tasks", jsonString(p.Tasks)},
+			{"plugins", jsonString(p.Plugins)},
+			{"plugin_problems", jsonString(p.PluginProblems)},
+			{"pid", strconv.Itoa(p.PID)},
+			{"heartbeat_ms", strconv.FormatInt(p.HeartbeatMS, 10)},
+			{"registered_at", at},
 		}}}
 	case events.WorkerHeartbeat:
-		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "hb", Order: order, Fields: map[string]string{
-			"last_heartbeat": at,
-			"seq":            strconv.FormatInt(p.Seq, 10),
-			"running":        strconv.Itoa(p.Running),
-			"draining":       strconv.FormatBool(p.Draining),
-			"hb_interval_ms": strconv.FormatInt(p.HeartbeatMS, 10),
-			"revision":       strconv.FormatInt(p.Revision, 10),
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "hb", Order: order, Fields: []Field{
+			{"last_heartbeat", at},
+			{"seq", strconv.FormatInt(p.Seq, 10)},
+			{"running", strconv.Itoa(p.Running)},
+			{"draining", strconv.FormatBool(p.Draining)},
+			{"hb_interval_ms", strconv.FormatInt(p.HeartbeatMS, 10)},
+			{"revision", strconv.FormatInt(p.Revision, 10)},
 		}}}
 	case events.WorkerExpected:
-		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "exp", Order: order, Fields: map[string]string{
-			"exp_role":    p.Role,
-			"exp_labels":  jsonString(p.Labels),
-			"expected_at": at,
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "exp", Order: order, Fields: []Field{
+			{"exp_role", p.Role},
+			{"exp_labels", jsonString(p.Labels)},
+			{"expected_at", at},
 		}}}
 	case events.WorkerRemoved:
-		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "rm", Order: order, Fields: map[string]string{
-			"removed_at":     at,
-			"removed_reason": p.Reason,
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "rm", Order: order, Fields: []Field{
+			{"removed_at", at},
+			{"removed_reason", p.Reason},
 		}}}
 	case events.WorkerLeft:
-		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "left", Order: order, Fields: map[string]string{
-			"left_at":     at,
-			"left_reason": p.Reason,
+		return []Patch{{Ref: Ref{KindWorker, p.Hostname}, Guard: "left", Order: order, Fields: []Field{
+			{"left_at", at},
+			{"left_reason", p.Reason},
 		}}}
 	case events.TaskSubmitted:
 		var job []Patch
@@ -90,79 +95,80 @@ func Reduce(e events.Envelope, order string) []Patch {
 			// its own (guards never share a field, or the order of arrival
 			// would matter): t.<task> = target, n.<task> = task name,
 			// s.<task> = submission time.
-			job = []Patch{{Ref: Ref{KindJob, p.JobID}, Guard: "t." + p.TaskID, Order: order, Fields: map[string]string{
-				"t." + p.TaskID: p.Target,
-				"n." + p.TaskID: p.Task,
-				"s." + p.TaskID: at,
+			job = []Patch{{Ref: Ref{KindJob, p.JobID}, Guard: "t." + p.TaskID, Order: order, Fields: []Field{
+				{"t." + p.TaskID, p.Target},
+				{"n." + p.TaskID, p.Task},
+				{"s." + p.TaskID, at},
 			}}}
 		}
-		return append(job, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: nonEmpty(map[string]string{
-			"task":         p.Task,
-			"job":          p.JobID,
-			"route":        string(p.Route),
-			"target":       p.Target,
-			"params":       jsonString(p.Params),
-			"argv":         jsonString(p.Argv),
-			"timeout_ms":   strconv.FormatInt(p.TimeoutMS, 10),
-			"max_attempts": strconv.FormatInt(max(p.MaxAttempts, 1), 10),
-			"deadline":     formatTime(p.Deadline),
-			"idem_key":     p.IdempotencyKey,
-			"check":        strconv.FormatBool(p.Check),
-			"submitted_at": at,
-			"submitted_by": e.Actor,
+		return append(job, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "sub", Order: order, Fields: nonEmpty([]Field{
+			{"task", p.Task},
+			{"job", p.JobID},
+			{"route", string(p.Route)},
+			{"target", p.Target},
+			{"params", jsonString(p.Params)},
+			{"argv", jsonString(p.Argv)},
+			{"timeout_ms", strconv.FormatInt(p.TimeoutMS, 10)},
+			{"max_attempts", strconv.FormatInt(max(p.MaxAttempts, 1), 10)},
+			{"deadline", formatTime(p.Deadline)},
+			{"idem_key", p.IdempotencyKey},
+			{"check", strconv.FormatBool(p.Check)},
+			{"submitted_at", at},
+			{"submitted_by", e.Actor},
 		})})
 	case events.TaskStarted:
 		a := attemptPrefix(p.Attempt)
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "s", Order: order, Fields: map[string]string{
-			a + "worker":     p.Worker,
-			a + "started_at": at,
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "s", Order: order, Fields: []Field{
+			{a + "worker", p.Worker},
+			{a + "started_at", at},
 		}}}
 	case events.TaskFinished:
 		a := attemptPrefix(p.Attempt)
-		end := map[string]string{
-			a + "outcome":     string(p.Outcome),
-			a + "exit_code":   strconv.Itoa(p.ExitCode),
-			a + "error":       p.Error,
-			a + "finished_at": at,
-			a + "duration_ms": strconv.FormatInt(p.DurationMS, 10),
-			a + "stale":       strconv.FormatBool(p.Stale),
-			a + "will_retry":  strconv.FormatBool(p.WillRetry),
-			a + "end_worker":  p.Worker,
+		end := []Field{
+			{a + "outcome", string(p.Outcome)},
+			{a + "exit_code", strconv.Itoa(p.ExitCode)},
+			{a + "error", p.Error},
+			{a + "finished_at", at},
+			{a + "duration_ms", strconv.FormatInt(p.DurationMS, 10)},
+			{a + "stale", strconv.FormatBool(p.Stale)},
+			{a + "will_retry", strconv.FormatBool(p.WillRetry)},
+			{a + "end_worker", p.Worker},
 		}
-		patches := []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: a + "f", Order: order, Fields: nonEmpty(end)}}
+		patches := make([]Patch, 1, 2)
+		patches[0] = Patch{Ref: Ref{KindTask, p.TaskID}, Guard: a + "f", Order: order, Fields: nonEmpty(end)}
 		if !p.Stale && !p.WillRetry {
-			patches = append(patches, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "out", Order: order, Fields: nonEmpty(map[string]string{
-				"outcome":     string(p.Outcome),
-				"exit_code":   strconv.Itoa(p.ExitCode),
-				"error":       p.Error,
-				"finished_at": at,
-				"attempt":     strconv.FormatInt(p.Attempt, 10),
-				"worker":      p.Worker,
+			patches = append(patches, Patch{Ref: Ref{KindTask, p.TaskID}, Guard: "out", Order: order, Fields: nonEmpty([]Field{
+				{"outcome", string(p.Outcome)},
+				{"exit_code", strconv.Itoa(p.ExitCode)},
+				{"error", p.Error},
+				{"finished_at", at},
+				{"attempt", strconv.FormatInt(p.Attempt, 10)},
+				{"worker", p.Worker},
 			})})
 		}
 		return patches
 	case events.TaskEnded:
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "end", Order: order, Fields: map[string]string{
-			"ended_at":     at,
-			"ended_state":  p.State,
-			"ended_reason": p.Reason,
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "end", Order: order, Fields: []Field{
+			{"ended_at", at},
+			{"ended_state", p.State},
+			{"ended_reason", p.Reason},
 		}}}
 	case events.TaskCancel:
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "cancel", Order: order, Fields: map[string]string{
-			"cancel_requested_at": at,
-			"cancel_reason":       p.Reason,
-			"cancel_by":           e.Actor,
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "cancel", Order: order, Fields: []Field{
+			{"cancel_requested_at", at},
+			{"cancel_reason", p.Reason},
+			{"cancel_by", e.Actor},
 		}}}
 	case events.TaskRedriven:
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "redrive", Order: order, Fields: map[string]string{
-			"redriven_to": p.NewTaskID,
-			"redriven_at": at,
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "redrive", Order: order, Fields: []Field{
+			{"redriven_to", p.NewTaskID},
+			{"redriven_at", at},
 		}}}
 	case events.TaskDeadLettered:
-		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "dead", Order: order, Fields: map[string]string{
-			"dead_at":         at,
-			"dead_reason":     p.Reason,
-			"dead_deliveries": strconv.FormatInt(p.Deliveries, 10),
+		return []Patch{{Ref: Ref{KindTask, p.TaskID}, Guard: "dead", Order: order, Fields: []Field{
+			{"dead_at", at},
+			{"dead_reason", p.Reason},
+			{"dead_deliveries", strconv.FormatInt(p.Deliveries, 10)},
 		}}}
 	}
 	return nil
@@ -172,13 +178,8 @@ func Reduce(e events.Envelope, order string) []Patch {
 // (a task's submission, an attempt's end, the outcome): a missing field
 // reads as empty, and a third of a task's fields are usually empty. Guards
 // that later events rewrite keep every field, or an old value would stay.
-func nonEmpty(fields map[string]string) map[string]string {
-	for k, v := range fields {
-		if v == "" {
-			delete(fields, k)
-		}
-	}
-	return fields
+func nonEmpty(fields []Field) []Field {
+	return slices.DeleteFunc(fields, func(f Field) bool { return f.Value == "" })
 }
 
 func formatTime(t time.Time) string {

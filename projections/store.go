@@ -141,80 +141,131 @@ func recordKey(k streams.Keys, ref Ref) string {
 	return k.TaskProjection(ref.ID)
 }
 
+// patchSet is the patches of one record in a batch: a guard at most once,
+// its newest patch (of two patches of one guard, only the newer can
+// apply). index finds a guard among many (a large job's tasks).
+type patchSet struct {
+	key     string
+	patches []Patch
+	index   map[string]int
+}
+
+// patchSetIndexAt is the number of guards from which a patchSet indexes
+// them instead of searching.
+const patchSetIndexAt = 8
+
+// keep adds p, or puts it in place of the patch of its guard if newer,
+// and returns how many more script arguments the set needs.
+func (r *patchSet) keep(p Patch) int {
+	i := -1
+	if r.index != nil {
+		if j, ok := r.index[p.Guard]; ok {
+			i = j
+		}
+	} else {
+		for j := range r.patches {
+			if r.patches[j].Guard == p.Guard {
+				i = j
+				break
+			}
+		}
+	}
+	if i < 0 {
+		r.patches = append(r.patches, p)
+		if r.index != nil {
+			r.index[p.Guard] = len(r.patches) - 1
+		} else if len(r.patches) > patchSetIndexAt {
+			r.index = make(map[string]int, 2*len(r.patches))
+			for j, q := range r.patches {
+				r.index[q.Guard] = j
+			}
+		}
+		return 3 + 2*len(p.Fields)
+	}
+	prev := r.patches[i]
+	if !Newer(p.Order, prev.Order) {
+		return 0
+	}
+	r.patches[i] = p
+	return 2 * (len(p.Fields) - len(prev.Fields))
+}
+
 // Apply reduces msgs and applies the patches, in one pipeline: one script
 // call per slot for the records that share it (at most maxRecordsPerCall
 // each), plus the index updates. It is idempotent: applying the same
 // messages again changes nothing.
 func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
-	type rec struct {
-		key    string
-		guards map[string]Patch
-		order  []string
-	}
-	var refs []Ref
-	byRef := map[Ref]*rec{}
-	var workers []any
-	var tasks []redis.Z
+	var (
+		recs    []*patchSet
+		byRef   = make(map[Ref]*patchSet, len(msgs))
+		workers []any
+		tasks   []redis.Z
+		nargs   int
+	)
 	for _, m := range msgs {
 		for _, p := range Reduce(m.Envelope, m.ID) {
 			r := byRef[p.Ref]
 			if r == nil {
-				r = &rec{key: s.recordKey(p.Ref), guards: map[string]Patch{}}
+				r = &patchSet{key: s.recordKey(p.Ref)}
 				byRef[p.Ref] = r
-				refs = append(refs, p.Ref)
+				recs = append(recs, r)
 				if p.Ref.Kind == KindWorker {
 					workers = append(workers, p.Ref.ID)
 				}
 			}
-			// Of two patches of one guard, only the newer can apply.
-			if prev, ok := r.guards[p.Guard]; !ok {
-				r.order = append(r.order, p.Guard)
-				r.guards[p.Guard] = p
-			} else if Newer(p.Order, prev.Order) {
-				r.guards[p.Guard] = p
-			}
+			nargs += r.keep(p)
 			if p.Ref.Kind == KindTask && p.Guard == "sub" {
 				tasks = append(tasks, redis.Z{Score: float64(m.Envelope.Time.UnixMilli()), Member: p.Ref.ID})
 			}
 		}
 	}
-	if len(refs) == 0 {
+	if len(recs) == 0 {
 		return nil
 	}
-	// Records of one slot go in one call.
+	// Records of one slot go in one call. Every call's arguments are cut
+	// from one slice, sized for them all.
 	type call struct {
 		keys []string
 		args []any
 	}
-	var calls []*call
-	bySlot := map[string]*call{}
-	for _, ref := range refs {
-		r := byRef[ref]
+	var (
+		calls []*call
+		tags  []string
+		slots = map[string][]*patchSet{}
+		args  = make([]any, 0, nargs+len(recs))
+	)
+	for _, r := range recs {
 		tag := streams.HashTag(r.key)
-		c := bySlot[tag]
-		if c == nil || len(c.keys) == maxRecordsPerCall {
-			c = &call{}
-			bySlot[tag] = c
-			calls = append(calls, c)
+		if _, ok := slots[tag]; !ok {
+			tags = append(tags, tag)
 		}
-		// A record with many guards (a large job) is sent in parts, so no
-		// part exceeds what one Lua call can unpack.
-		for part := range slices.Chunk(r.order, maxGuardsPerRecord) {
-			if len(c.keys) == maxRecordsPerCall {
-				c = &call{}
-				bySlot[tag] = c
-				calls = append(calls, c)
-			}
-			c.keys = append(c.keys, r.key)
-			c.args = append(c.args, len(part))
-			for _, g := range part {
-				p := r.guards[g]
-				c.args = append(c.args, len(p.Fields), VersionPrefix+g, p.Order)
-				for k, v := range p.Fields {
-					c.args = append(c.args, k, v)
+		slots[tag] = append(slots[tag], r)
+	}
+	for _, tag := range tags {
+		var c *call
+		from := len(args)
+		for _, r := range slots[tag] {
+			// A record with many guards (a large job) is sent in parts, so
+			// no part exceeds what one Lua call can unpack.
+			for part := range slices.Chunk(r.patches, maxGuardsPerRecord) {
+				if c == nil || len(c.keys) == maxRecordsPerCall {
+					if c != nil {
+						c.args, from = args[from:len(args):len(args)], len(args)
+					}
+					c = &call{}
+					calls = append(calls, c)
+				}
+				c.keys = append(c.keys, r.key)
+				args = append(args, len(part))
+				for _, p := range part {
+					args = append(args, len(p.Fields), VersionPrefix+p.Guard, p.Order)
+					for _, f := range p.Fields {
+						args = append(args, f.Name, f.Value)
+					}
 				}
 			}
 		}
+		c.args = args[from:len(args):len(args)]
 	}
 	run := func() error {
 		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
