@@ -221,14 +221,17 @@ func Decode(values map[string]any) (Envelope, error) {
 	return e, nil
 }
 
-// numberTypes are the payloads with free-form values (parameters), whose
-// numbers are kept as json.Number so that integers survive exactly.
-var numberTypes = map[string]bool{TypeTaskSubmitted: true, TypeScheduleFired: true}
+// numberTypes are the payloads with free-form values, by the JSON key that
+// holds them (parameters): their numbers are kept as json.Number so that
+// integers survive exactly.
+var numberTypes = map[string]string{TypeTaskSubmitted: `"params"`, TypeScheduleFired: `"params"`}
 
-// decodeJSON decodes one payload: with a Decoder keeping numbers exact for
-// numberTypes, with the faster Unmarshal for the rest.
+// decodeJSON decodes one payload: with a Decoder keeping numbers exact
+// where it may hold free-form values, with the faster Unmarshal where it
+// cannot (not one of numberTypes, or without their key: most tasks are
+// submitted without parameters).
 func decodeJSON(typ, data string, p Payload) error {
-	if !numberTypes[typ] {
+	if key, ok := numberTypes[typ]; !ok || !strings.Contains(data, key) {
 		if err := json.Unmarshal([]byte(data), p); err != nil {
 			var syn *json.SyntaxError
 			if errors.As(err, &syn) && strings.Contains(syn.Error(), "after top-level value") {

@@ -1,9 +1,11 @@
 package events
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -32,13 +34,50 @@ func TestValidNameMatchesRule(t *testing.T) {
 }
 
 // Every payload with a free-form value decodes its numbers exactly: it is
-// one of numberTypes.
+// one of numberTypes, by the JSON key of the one top-level field that
+// holds the free-form values (a payload without that key in its JSON is
+// decoded without keeping numbers).
 func TestNumberTypesCoverFreeFormFields(t *testing.T) {
 	for typ, newPayload := range registry {
 		rt := reflect.TypeOf(newPayload()).Elem()
-		if hasInterface(rt, map[reflect.Type]bool{}) != numberTypes[typ] {
-			t.Errorf("%s: has a free-form (interface) field = %v, in numberTypes = %v; keep them in step",
-				typ, hasInterface(rt, map[reflect.Type]bool{}), numberTypes[typ])
+		var keys []string
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if f.IsExported() && hasInterface(f.Type, map[reflect.Type]bool{}) {
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				keys = append(keys, strconv.Quote(name))
+			}
+		}
+		key, listed := numberTypes[typ]
+		switch {
+		case len(keys) == 0 && listed:
+			t.Errorf("%s: in numberTypes but has no free-form (interface) field", typ)
+		case len(keys) > 1:
+			t.Errorf("%s: free-form values in %v; numberTypes names one key a payload", typ, keys)
+		case len(keys) == 1 && key != keys[0]:
+			t.Errorf("%s: free-form values in %s, numberTypes has %q; keep them in step", typ, keys[0], key)
+		}
+	}
+}
+
+// A submission whose parameters hold large integers keeps them exact,
+// and one without parameters decodes as before.
+func TestDecodeKeepsParameterNumbers(t *testing.T) {
+	src := Source{Cluster: "c", Actor: "a"}
+	for _, p := range []TaskSubmitted{
+		{TaskID: "t1", Task: "command", Argv: []string{"--params", "9007199254740993"}, Route: RouteQueue, Target: "web"},
+		{TaskID: "t2", Task: "pkg", Params: map[string]any{"n": json.Number("9007199254740993"), "nested": map[string]any{"m": json.Number("12345678901234567890")}}, Route: RouteQueue, Target: "web"},
+	} {
+		fields, err := Encode(src.New(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Decode(toValues(t, fields))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Payload.(TaskSubmitted); !reflect.DeepEqual(got, p) {
+			t.Errorf("decoded %#v, want %#v", got, p)
 		}
 	}
 }
