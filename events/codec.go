@@ -123,13 +123,14 @@ func Encode(e Envelope) ([]any, error) {
 		return nil, fmt.Errorf("encode %s: %w", e.Type, &DecodeError{Field: FieldData, Kind: ErrTooLarge,
 			Detail: fmt.Sprintf("%d bytes, limit %d", len(data), MaxPayloadBytes)})
 	}
-	fields := []any{
+	fields := make([]any, 0, 16) // room for every field
+	fields = append(fields,
 		FieldID, e.ID.String(),
 		FieldType, e.Type,
 		FieldTime, e.Time.UTC().Format(time.RFC3339Nano),
 		FieldCluster, e.Cluster,
 		FieldActor, e.Actor,
-	}
+	)
 	if e.Correlation != "" {
 		fields = append(fields, FieldCorrelation, e.Correlation)
 	}

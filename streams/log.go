@@ -249,8 +249,9 @@ func (l *Log) startCall(e events.Envelope, entry string) (scriptCall, string, er
 	if !ok {
 		return scriptCall{}, p.TaskID, errors.New("start: attempt placeholder not found in payload")
 	}
-	args := append([]any{prefix, suffix, p.Worker, e.ID.String(), entry}, fields...)
-	args = append(args, events.FieldData, "")
+	args := make([]any, 0, 5+len(fields)+2)
+	args = append(args, prefix, suffix, p.Worker, e.ID.String(), entry)
+	args = append(append(args, fields...), events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	return scriptCall{script: startScript, keys: keys, args: args}, p.TaskID, nil
 }
@@ -358,8 +359,9 @@ func (l *Log) finishCall(e events.Envelope) (scriptCall, string, error) {
 	if err != nil {
 		return scriptCall{}, p.TaskID, err
 	}
-	args := append([]any{p.Attempt, data, string(staleData), l.retentionSeconds(), string(p.Outcome), e.ID.String(), retry}, fields...)
-	args = append(args, events.FieldData, "")
+	args := make([]any, 0, 7+len(fields)+2)
+	args = append(args, p.Attempt, data, string(staleData), l.retentionSeconds(), string(p.Outcome), e.ID.String(), retry)
+	args = append(append(args, fields...), events.FieldData, "")
 	keys := []string{l.keys.EventsFor(p.TaskID), l.keys.TaskFence(p.TaskID)}
 	return scriptCall{script: finishScript, keys: keys, args: args}, p.TaskID, nil
 }
@@ -370,6 +372,7 @@ func encodeSplit(e events.Envelope) (fields []any, data string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
+	fields = all[:0] // filtered in place: each pair is read before it is overwritten
 	for i := 0; i < len(all); i += 2 {
 		if all[i] == events.FieldData {
 			data = all[i+1].(string)
