@@ -217,7 +217,14 @@ func (r *Reader) read(ctx context.Context, streams, ids []string, count int64, b
 // decode turns entries into messages, dead-lettering those that cannot be
 // processed: deleted while pending, or not decodable.
 func (r *Reader) decode(ctx context.Context, res []redis.XStream) []Message {
-	var out []Message
+	n := 0
+	for _, st := range res {
+		n += len(st.Messages)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Message, 0, n)
 	for _, st := range res {
 		for _, m := range st.Messages {
 			if m.Values == nil {
