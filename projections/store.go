@@ -21,12 +21,13 @@ var ErrNotFound = errors.New("projections: not found")
 // guard's fields are written only if the patch's order (a stream entry ID)
 // is newer than the guard's current order, compared as numbers (as
 // strings, "9-0" would sort after "10-0"). Per record, ARGV holds the
-// number of guards, then per guard: its number of fields n, the field
-// holding its order (VersionPrefix and its name), its order, and the n
-// field/value pairs; from the order field on, a guard's arguments are an
-// HSET's, passed on as they are. A record costs one HMGET and one HSET of
-// the fields of all its newer guards together. Each guard appears at most
-// once per record (the caller keeps the newest patch of a guard).
+// number of guards g, then each guard's number of fields, then per guard
+// the field holding its order (VersionPrefix and its name), its order, and
+// its field/value pairs: a guard's arguments are an HSET's, and a record's
+// guards together too. A record costs one HMGET and, when every guard is
+// newer (the usual case), one HSET of its arguments as they are passed;
+// otherwise one HSET per newer guard. Each guard appears at most once per
+// record (the caller keeps the newest patch of a guard).
 var applyScript = redis.NewScript(`
 local function newer(a, b)
   if not b then return true end
@@ -42,26 +43,29 @@ end
 local i, applied = 1, 0
 for k = 1, #KEYS do
   local g = tonumber(ARGV[i])
-  i = i + 1
   local names, at = {}, {}
+  local p = i + 1 + g
   for x = 1, g do
-    at[x] = i
-    names[x] = ARGV[i + 1]
-    i = i + 3 + 2 * tonumber(ARGV[i])
+    at[x] = p
+    names[x] = ARGV[p]
+    p = p + 2 + 2 * tonumber(ARGV[i + x])
   end
+  at[g + 1] = p
   local cur = redis.call('HMGET', KEYS[k], unpack(names))
-  local w, n = {}, 0
+  local fresh, n = {}, 0
   for x = 1, g do
-    local p = at[x]
-    if newer(ARGV[p + 2], cur[x]) then
-      for y = p + 1, p + 2 + 2 * tonumber(ARGV[p]) do
-        n = n + 1
-        w[n] = ARGV[y]
-      end
-      applied = applied + 1
+    fresh[x] = newer(ARGV[at[x] + 1], cur[x])
+    if fresh[x] then n = n + 1 end
+  end
+  if n == g then
+    redis.call('HSET', KEYS[k], unpack(ARGV, at[1], p - 1))
+  elseif n > 0 then
+    for x = 1, g do
+      if fresh[x] then redis.call('HSET', KEYS[k], unpack(ARGV, at[x], at[x + 1] - 1)) end
     end
   end
-  if n > 0 then redis.call('HSET', KEYS[k], unpack(w, 1, n)) end
+  applied = applied + n
+  i = p
 end
 return applied
 `)
@@ -258,7 +262,10 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 				c.keys = append(c.keys, r.key)
 				args = append(args, len(part))
 				for _, p := range part {
-					args = append(args, len(p.Fields), VersionPrefix+p.Guard, p.Order)
+					args = append(args, len(p.Fields))
+				}
+				for _, p := range part {
+					args = append(args, VersionPrefix+p.Guard, p.Order)
 					for _, f := range p.Fields {
 						args = append(args, f.Name, f.Value)
 					}
