@@ -145,53 +145,10 @@ func recordKey(k streams.Keys, ref Ref) string {
 	return k.TaskProjection(ref.ID)
 }
 
-// patchSet is the patches of one record in a batch: a guard at most once,
-// its newest patch (of two patches of one guard, only the newer can
-// apply). index finds a guard among many (a large job's tasks).
+// patchSet is the patches of one record in a batch, a guard at most once.
 type patchSet struct {
 	key     string
 	patches []Patch
-	index   map[string]int
-}
-
-// patchSetIndexAt is the number of guards from which a patchSet indexes
-// them instead of searching.
-const patchSetIndexAt = 8
-
-// keep adds p, or puts it in place of the patch of its guard if newer,
-// and returns how many more script arguments the set needs.
-func (r *patchSet) keep(p Patch) int {
-	i := -1
-	if r.index != nil {
-		if j, ok := r.index[p.Guard]; ok {
-			i = j
-		}
-	} else {
-		for j := range r.patches {
-			if r.patches[j].Guard == p.Guard {
-				i = j
-				break
-			}
-		}
-	}
-	if i < 0 {
-		r.patches = append(r.patches, p)
-		if r.index != nil {
-			r.index[p.Guard] = len(r.patches) - 1
-		} else if len(r.patches) > patchSetIndexAt {
-			r.index = make(map[string]int, 2*len(r.patches))
-			for j, q := range r.patches {
-				r.index[q.Guard] = j
-			}
-		}
-		return 3 + 2*len(p.Fields)
-	}
-	prev := r.patches[i]
-	if !Newer(p.Order, prev.Order) {
-		return 0
-	}
-	r.patches[i] = p
-	return 2 * (len(p.Fields) - len(prev.Fields))
 }
 
 // Apply reduces msgs and applies the patches, in one pipeline: one script
@@ -199,12 +156,16 @@ func (r *patchSet) keep(p Patch) int {
 // each), plus the index updates. It is idempotent: applying the same
 // messages again changes nothing.
 func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
+	type guardRef struct {
+		Ref
+		guard string
+	}
 	var (
 		recs    []*patchSet
 		byRef   = make(map[Ref]*patchSet, len(msgs))
+		byGuard = make(map[guardRef]int, len(msgs)) // where a guard's patch is in its record
 		workers []any
 		tasks   []redis.Z
-		nargs   int
 	)
 	for _, m := range msgs {
 		for _, p := range Reduce(m.Envelope, m.ID) {
@@ -217,7 +178,13 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 					workers = append(workers, p.Ref.ID)
 				}
 			}
-			nargs += r.keep(p)
+			// Of two patches of one guard, only the newer can apply.
+			if i, ok := byGuard[guardRef{p.Ref, p.Guard}]; !ok {
+				byGuard[guardRef{p.Ref, p.Guard}] = len(r.patches)
+				r.patches = append(r.patches, p)
+			} else if Newer(p.Order, r.patches[i].Order) {
+				r.patches[i] = p
+			}
 			if p.Ref.Kind == KindTask && p.Guard == "sub" {
 				tasks = append(tasks, redis.Z{Score: float64(m.Envelope.Time.UnixMilli()), Member: p.Ref.ID})
 			}
@@ -226,39 +193,40 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	// Records of one slot go in one call. Every call's arguments are cut
-	// from one slice, sized for them all.
+	// Records of one slot go in one call (at most maxRecordsPerCall); a
+	// call's arguments are a stretch of one slice, sized for every call.
 	type call struct {
-		keys []string
-		args []any
+		keys     []string
+		from, to int // its arguments: args[from:to]
 	}
 	var (
-		calls []*call
-		tags  []string
-		slots = map[string][]*patchSet{}
-		args  = make([]any, 0, nargs+len(recs))
+		tags   []string
+		bySlot = map[string][]*patchSet{}
+		n      int
 	)
 	for _, r := range recs {
 		tag := streams.HashTag(r.key)
-		if _, ok := slots[tag]; !ok {
+		if bySlot[tag] == nil {
 			tags = append(tags, tag)
 		}
-		slots[tag] = append(slots[tag], r)
+		bySlot[tag] = append(bySlot[tag], r)
+		for _, p := range r.patches {
+			n += 3 + 2*len(p.Fields)
+		}
 	}
+	args := make([]any, 0, n+len(recs))
+	var calls []call
 	for _, tag := range tags {
-		var c *call
-		from := len(args)
-		for _, r := range slots[tag] {
+		fresh := true
+		for _, r := range bySlot[tag] {
 			// A record with many guards (a large job) is sent in parts, so
 			// no part exceeds what one Lua call can unpack.
 			for part := range slices.Chunk(r.patches, maxGuardsPerRecord) {
-				if c == nil || len(c.keys) == maxRecordsPerCall {
-					if c != nil {
-						c.args, from = args[from:len(args):len(args)], len(args)
-					}
-					c = &call{}
-					calls = append(calls, c)
+				if fresh || len(calls[len(calls)-1].keys) == maxRecordsPerCall {
+					calls = append(calls, call{from: len(args)})
+					fresh = false
 				}
+				c := &calls[len(calls)-1]
 				c.keys = append(c.keys, r.key)
 				args = append(args, len(part))
 				for _, p := range part {
@@ -270,14 +238,14 @@ func (s *Store) Apply(ctx context.Context, msgs []streams.Message) error {
 						args = append(args, f.Name, f.Value)
 					}
 				}
+				c.to = len(args)
 			}
 		}
-		c.args = args[from:len(args):len(args)]
 	}
 	run := func() error {
 		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, c := range calls {
-				applyScript.EvalSha(ctx, pipe, c.keys, c.args...)
+				applyScript.EvalSha(ctx, pipe, c.keys, args[c.from:c.to]...)
 			}
 			if len(workers) > 0 {
 				pipe.SAdd(ctx, s.keys.WorkerIndex(), workers...)
