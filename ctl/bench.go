@@ -604,11 +604,11 @@ func (f *fleet) err() error {
 	return errors.Join(f.errs...)
 }
 
-// waitWorkers waits until n workers are registered in the projections.
 // agentSet is where a scenario's simulated agents run: a fleet in this
 // process or an agentProcess. err reports their failure.
 type agentSet interface{ err() error }
 
+// waitWorkers waits until n workers are registered in the projections.
 func (b *bench) waitWorkers(ctx context.Context, f agentSet, n int, within time.Duration) error {
 	store := projections.NewStore(b.admin, b.keys)
 	deadline := time.Now().Add(within)

@@ -99,12 +99,10 @@ func TestWorkersAddRemoveScale(t *testing.T) {
 	}
 	// The expiry is an event; status shows it once the projector has
 	// applied it.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitFor(t, 10*time.Second, "task status to show the expiry", func() bool {
 		out, _, _ = run(t, env, "task", "status", id)
-		if strings.Contains(out, "State:      expired") || time.Now().After(deadline) {
-			break
-		}
-	}
+		return strings.Contains(out, "State:      expired")
+	})
 	if !strings.Contains(out, "State:      expired") || !strings.Contains(out, "worker web3 was removed") {
 		t.Errorf("task of the removed worker:\n%s", out)
 	}
