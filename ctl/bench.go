@@ -232,7 +232,7 @@ func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benc
 		if err != nil {
 			return err
 		}
-		if err := checkSizes(cmd); err != nil {
+		if err := checkFlags(cmd); err != nil {
 			return err
 		}
 		b, err := newBench(ctx, cmd)
@@ -259,9 +259,11 @@ func benchAction(run func(ctx context.Context, b *bench, cmd *cli.Command) (benc
 	}
 }
 
-// checkSizes refuses a size or duration flag that is not positive, before
-// anything connects.
-func checkSizes(cmd *cli.Command) error {
+// checkFlags refuses, before anything connects, a size or duration flag
+// that is not positive, more projectors than agents, and an --exec
+// command that cannot be found (every task would fail, and the figures
+// would be of the failures).
+func checkFlags(cmd *cli.Command) error {
 	for _, f := range cmd.Flags {
 		name := f.Names()[0]
 		switch f.(type) {
@@ -273,6 +275,16 @@ func checkSizes(cmd *cli.Command) error {
 			if cmd.Duration(name) <= 0 {
 				return usagef("--%s %s: must be a positive duration, such as 10s", name, cmd.Duration(name))
 			}
+		}
+	}
+	if lookupFlag(cmd, "projectors") != nil && lookupFlag(cmd, "agents") != nil {
+		if p, a := cmd.Int("projectors"), cmd.Int("agents"); p > a {
+			return usagef("--projectors %d: at most --agents (%d); projectors run in agents", p, a)
+		}
+	}
+	if c := cmd.String("exec"); c != "" {
+		if _, err := exec.LookPath(c); err != nil {
+			return usagef("--exec %q: %v (give a program on $PATH or its path, as in /bin/true)", c, errors.Unwrap(err))
 		}
 	}
 	return nil
@@ -325,7 +337,7 @@ func openBench(ctx context.Context, cmd *cli.Command, name string) (*bench, erro
 	}
 	admin, err := streams.Connect(ctx, cfg, 0, connectTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("%w (start one with 'celeroot dev', or name another with --redis)", err)
+		return nil, fmt.Errorf("%w; or start one with 'celeroot dev', which bench uses when --redis is not given", err)
 	}
 	keys, err := streams.LoadKeys(ctx, admin, name)
 	if err != nil {
