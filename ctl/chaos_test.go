@@ -516,7 +516,12 @@ func TestChaosKill(t *testing.T) {
 					cr.startAgent(h, srv.URL)
 				}
 			}()
-			cr.submit(ctx, n, chaosSize(60, 150), 300*time.Millisecond)
+			// A kill takes over a task only if it hits one running: at the
+			// small size's 60 tasks a second, 300 ms tasks are about two in
+			// flight across four agents, and five kills all missed them in
+			// about one run in ten; 1 s tasks are six in flight.
+			long := time.Duration(chaosSize(1000, 300)) * time.Millisecond
+			cr.submit(ctx, n, chaosSize(60, 150), long)
 			cancel()
 			<-done
 			res := cr.finish(5*time.Minute, false)
